@@ -1,0 +1,152 @@
+//! Command-line flags and environment variables.
+//!
+//! Owns the single [`Config`] struct. Every option is a flag with an environment fallback, and
+//! the environment names are the seeds' own (`PORT`, `TTS_PROXY_PORT`, ...) so an existing
+//! deployment keeps its settings when it swaps in playsync.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Server options, set by flags or the environment (flags win).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Port of the main listener (the rooms seed's `PORT`).
+    #[arg(long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address the port listeners bind to.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Second port serving the same full API (the positions seed's `TTS_PROXY_PORT`, so its
+    /// clients keep their URL). Unset: no second listener.
+    #[arg(long, env = "TTS_PROXY_PORT")]
+    pub tts_proxy_port: Option<u16>,
+
+    /// Extra listen address `IP:PORT`; repeatable. When given, these replace `HOST:PORT`
+    /// (`TTS_PROXY_PORT` still adds its listener).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<SocketAddr>,
+
+    /// Allowed CORS origins, comma-separated. Unset or `*`: any origin.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Seconds between sweeps that delete empty rooms left behind (rooms are normally deleted
+    /// the moment their last member leaves).
+    #[arg(long, env = "ROOM_SWEEP_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub room_sweep_secs: u64,
+
+    /// Largest `track` object accepted, in bytes of JSON.
+    #[arg(long, env = "MAX_TRACK_BYTES", default_value_t = 16 * 1024)]
+    pub max_track_bytes: usize,
+
+    /// Largest Socket.IO message accepted, in bytes, on WebSocket and long-polling alike.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+}
+
+impl Config {
+    /// A configuration from command-line style arguments (environment fallbacks apply), for
+    /// tests and tools that build a server in-process.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let argv = std::iter::once(std::ffi::OsString::from("playsync"))
+            .chain(args.into_iter().map(Into::into));
+        <Cli as clap::Parser>::try_parse_from(argv).map(|cli| cli.config)
+    }
+
+    /// The addresses to listen on, in order: `--listen` (or `HOST:PORT`), then
+    /// `HOST:TTS_PROXY_PORT`.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs = if self.listen.is_empty() {
+            vec![SocketAddr::new(self.host, self.port)]
+        } else {
+            self.listen.clone()
+        };
+        if let Some(port) = self.tts_proxy_port {
+            let addr = SocketAddr::new(self.host, port);
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        addrs
+    }
+
+    pub fn room_sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.room_sweep_secs)
+    }
+
+    /// The CORS origins to allow; `None` means any origin.
+    pub fn allowed_origins(&self) -> Option<Vec<String>> {
+        let origins: Vec<String> = self
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if origins.is_empty() || origins.iter().any(|o| o == "*") {
+            None
+        } else {
+            Some(origins)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::from_args(args).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_seeds() {
+        let c = parse(&[]);
+        assert_eq!(c.listen_addrs(), vec!["0.0.0.0:3000".parse().unwrap()]);
+        assert_eq!(c.room_sweep_interval(), Duration::from_secs(60));
+        assert_eq!(c.max_track_bytes, 16 * 1024);
+        assert_eq!(c.max_message_bytes, 64 * 1024);
+        assert_eq!(c.allowed_origins(), None);
+    }
+
+    #[test]
+    fn tts_proxy_port_adds_a_listener_and_listen_replaces_host_port() {
+        let c = parse(&["--port", "4000", "--tts-proxy-port", "5051"]);
+        assert_eq!(
+            c.listen_addrs(),
+            vec![
+                "0.0.0.0:4000".parse().unwrap(),
+                "0.0.0.0:5051".parse().unwrap()
+            ]
+        );
+        let c = parse(&["--listen", "127.0.0.1:1", "--listen", "[::1]:2"]);
+        assert_eq!(
+            c.listen_addrs(),
+            vec!["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn cors_origins_list_or_any() {
+        let c = parse(&["--cors-origins", "https://a.example, https://b.example"]);
+        assert_eq!(
+            c.allowed_origins(),
+            Some(vec![
+                "https://a.example".to_owned(),
+                "https://b.example".to_owned()
+            ])
+        );
+        let c = parse(&["--cors-origins", "*"]);
+        assert_eq!(c.allowed_origins(), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! playsync: a real-time playback synchronization server.
+//!
+//! One process serves two APIs on the same listeners:
+//! - [`rooms`]: Socket.IO listening rooms (seed 1), where a host drives playback and every
+//!   member follows;
+//! - positions (seed 2): one user's playback and scroll positions synced across devices over
+//!   Server-Sent Events and REST.
+//!
+//! [`server`] assembles them; [`config`] holds the options; [`clock`] and [`serial`] are
+//! small shared utilities.
+
+pub mod clock;
+pub mod config;
+pub mod rooms;
+pub mod serial;
+pub mod server;

@@ -1,0 +1,33 @@
+//! The `playsync` binary: parses the command line, sets up logging, binds the listeners and
+//! runs the server until SIGINT or SIGTERM.
+
+use clap::Parser;
+use playsync::config::Config;
+use playsync::server;
+use tracing_subscriber::EnvFilter;
+
+/// Real-time playback synchronization server: Socket.IO listening rooms and cross-device
+/// positions over Server-Sent Events, drop-in compatible with the Flask/Node music-sync
+/// server and the tts-proxy SSE server.
+///
+/// Every option can also be set by the environment variable shown with it. Logging is tuned
+/// with RUST_LOG (default: info), e.g. RUST_LOG=playsync=debug.
+#[derive(Parser)]
+#[command(name = "playsync", version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let listeners = server::bind(&cli.config.listen_addrs()).await?;
+    server::run(cli.config, listeners, server::shutdown_signal()).await
+}

@@ -1,0 +1,369 @@
+//! The room state machine: membership, host choice and play state. Pure: no I/O, no clock
+//! reads (callers pass `now_ms`), no locking. Everything else in `rooms` calls into this.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A member of a room: the Socket.IO session id of its connection.
+pub type MemberId = String;
+
+/// A room id as clients send it: a non-empty string or an integer. `key` is its canonical
+/// text (integer 42 and string "42" are the same room); `raw` is the JSON form the client
+/// used, echoed back so a client comparing ids with `===` keeps working.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomId {
+    pub key: String,
+    pub raw: Value,
+}
+
+impl RoomId {
+    /// A room id from its canonical key (for example from an HTTP path).
+    pub fn from_key(key: impl Into<String>) -> Self {
+        let key = key.into();
+        let raw = Value::String(key.clone());
+        Self { key, raw }
+    }
+}
+
+/// What is playing and where: the time `time` (seconds) was true at `updated_at` (Unix ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayState {
+    /// The track object the host set; `Value::Null` when none.
+    pub track: Value,
+    pub is_playing: bool,
+    pub time: f64,
+    pub updated_at: u64,
+}
+
+impl PlayState {
+    /// The playback position at `now_ms`: while playing, the stored time plus the time
+    /// elapsed since it was stored; while paused, the stored time.
+    pub fn position_at(&self, now_ms: u64) -> f64 {
+        if self.is_playing {
+            self.time + now_ms.saturating_sub(self.updated_at) as f64 / 1000.0
+        } else {
+            self.time
+        }
+    }
+
+    /// The seed's `play_state` as of `now_ms`, plus `server_time` (the instant the
+    /// position is valid at, so clients can extrapolate precisely).
+    pub fn snapshot(&self, now_ms: u64) -> PlaySnapshot<'_> {
+        PlaySnapshot {
+            current_track: &self.track,
+            is_playing: self.is_playing,
+            current_time: self.position_at(now_ms),
+            server_time: now_ms,
+        }
+    }
+}
+
+/// The seed's `play_state` object on the wire.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlaySnapshot<'a> {
+    pub current_track: &'a Value,
+    pub is_playing: bool,
+    pub current_time: f64,
+    pub server_time: u64,
+}
+
+/// A host command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    /// New track; playback restarts at 0 and plays.
+    TrackChange { track: Value },
+    /// Play from `time`, or from the current position when absent.
+    Play { time: Option<f64> },
+    /// Pause at `time`, or at the current position when absent.
+    Pause { time: Option<f64> },
+    /// Jump to `time`; playing or paused stays as it was.
+    Seek { time: f64 },
+    /// The host's periodic report of where it is.
+    SyncProgress { time: f64 },
+}
+
+impl Control {
+    /// The event name the command arrives as and is broadcast as.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Control::TrackChange { .. } => "track_change",
+            Control::Play { .. } => "play",
+            Control::Pause { .. } => "pause",
+            Control::Seek { .. } => "seek",
+            Control::SyncProgress { .. } => "sync_progress",
+        }
+    }
+}
+
+/// Why a command was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotHost,
+}
+
+/// What a departure did to the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Departure {
+    /// The member was not in the room; nothing changed.
+    NotMember,
+    /// The member left; `new_host` is set when it was the host.
+    Left { new_host: Option<MemberId> },
+    /// The member was the last one: the room is empty and must be deleted.
+    Emptied,
+}
+
+/// One listening room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Room {
+    pub id: RoomId,
+    /// Creation instant, Unix ms.
+    pub created_at: u64,
+    pub play: PlayState,
+    host: MemberId,
+    /// Members in join order: the first is the longest present.
+    members: Vec<MemberId>,
+}
+
+impl Room {
+    /// A new room with its creator as host and only member. As in the seed, a new room is
+    /// playing from `time`.
+    pub fn create(id: RoomId, creator: MemberId, track: Value, time: f64, now_ms: u64) -> Self {
+        Room {
+            id,
+            created_at: now_ms,
+            play: PlayState {
+                track,
+                is_playing: true,
+                time,
+                updated_at: now_ms,
+            },
+            host: creator.clone(),
+            members: vec![creator],
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn members(&self) -> &[MemberId] {
+        &self.members
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_member(&self, member: &str) -> bool {
+        self.members.iter().any(|m| m == member)
+    }
+
+    /// Adds a member at the end of the join order. Returns false if it was already in.
+    pub fn join(&mut self, member: MemberId) -> bool {
+        if self.is_member(&member) {
+            return false;
+        }
+        self.members.push(member);
+        true
+    }
+
+    /// Removes a member; when it was the host, the longest-present remaining member takes
+    /// over.
+    pub fn leave(&mut self, member: &str) -> Departure {
+        let Some(index) = self.members.iter().position(|m| m == member) else {
+            return Departure::NotMember;
+        };
+        self.members.remove(index);
+        match self.members.first() {
+            None => Departure::Emptied,
+            Some(first) if self.host == member => {
+                self.host = first.clone();
+                Departure::Left {
+                    new_host: Some(self.host.clone()),
+                }
+            }
+            Some(_) => Departure::Left { new_host: None },
+        }
+    }
+
+    /// Applies a host command at `now_ms`. Returns the position the command resolved to
+    /// (what is broadcast as `current_time`). Only the host may change the state.
+    pub fn control(&mut self, sender: &str, cmd: Control, now_ms: u64) -> Result<f64, Refusal> {
+        if sender != self.host {
+            return Err(Refusal::NotHost);
+        }
+        let current = self.play.position_at(now_ms);
+        let play = &mut self.play;
+        let time = match cmd {
+            Control::TrackChange { track } => {
+                play.track = track;
+                play.is_playing = true;
+                0.0
+            }
+            Control::Play { time } => {
+                play.is_playing = true;
+                time.unwrap_or(current)
+            }
+            Control::Pause { time } => {
+                play.is_playing = false;
+                time.unwrap_or(current)
+            }
+            Control::Seek { time } | Control::SyncProgress { time } => time,
+        };
+        play.time = time;
+        play.updated_at = now_ms;
+        Ok(time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn room() -> Room {
+        Room::create(
+            RoomId::from_key("r"),
+            "a".into(),
+            json!({"name": "song"}),
+            10.0,
+            1_000,
+        )
+    }
+
+    #[test]
+    fn a_new_room_plays_with_its_creator_as_host() {
+        let r = room();
+        assert_eq!(r.host(), "a");
+        assert_eq!(r.members(), ["a"]);
+        assert!(r.play.is_playing);
+        assert_eq!(r.play.time, 10.0);
+    }
+
+    #[test]
+    fn position_extrapolates_only_while_playing() {
+        let mut r = room();
+        assert_eq!(r.play.position_at(3_500), 12.5);
+        r.control("a", Control::Pause { time: Some(20.0) }, 4_000)
+            .unwrap();
+        assert_eq!(r.play.position_at(60_000), 20.0);
+        // A clock that went backwards never rewinds the position.
+        r.control("a", Control::Play { time: None }, 5_000).unwrap();
+        assert_eq!(r.play.position_at(4_000), 20.0);
+    }
+
+    #[test]
+    fn zero_is_a_real_time() {
+        let mut r = room();
+        let t = r
+            .control("a", Control::Play { time: Some(0.0) }, 9_000)
+            .unwrap();
+        assert_eq!(t, 0.0);
+        assert_eq!(r.play.position_at(9_000), 0.0);
+        let t = r
+            .control("a", Control::Pause { time: Some(0.0) }, 9_500)
+            .unwrap();
+        assert_eq!(t, 0.0);
+    }
+
+    #[test]
+    fn play_and_pause_without_time_use_the_current_position() {
+        let mut r = room();
+        let t = r
+            .control("a", Control::Pause { time: None }, 3_000)
+            .unwrap();
+        assert_eq!(t, 12.0);
+        assert!(!r.play.is_playing);
+        let t = r
+            .control("a", Control::Play { time: None }, 10_000)
+            .unwrap();
+        assert_eq!(t, 12.0);
+        assert!(r.play.is_playing);
+    }
+
+    #[test]
+    fn track_change_restarts_at_zero_and_plays() {
+        let mut r = room();
+        r.control("a", Control::Pause { time: None }, 2_000)
+            .unwrap();
+        let t = r
+            .control(
+                "a",
+                Control::TrackChange {
+                    track: json!({"name": "next"}),
+                },
+                3_000,
+            )
+            .unwrap();
+        assert_eq!(t, 0.0);
+        assert_eq!(r.play.track, json!({"name": "next"}));
+        assert!(r.play.is_playing);
+    }
+
+    #[test]
+    fn seek_keeps_playing_or_paused() {
+        let mut r = room();
+        r.control("a", Control::Seek { time: 42.0 }, 2_000).unwrap();
+        assert!(r.play.is_playing);
+        assert_eq!(r.play.position_at(3_000), 43.0);
+        r.control("a", Control::Pause { time: None }, 3_000)
+            .unwrap();
+        r.control("a", Control::Seek { time: 5.0 }, 4_000).unwrap();
+        assert!(!r.play.is_playing);
+        assert_eq!(r.play.position_at(9_000), 5.0);
+    }
+
+    #[test]
+    fn only_the_host_controls() {
+        let mut r = room();
+        r.join("b".into());
+        let before = r.clone();
+        assert_eq!(
+            r.control("b", Control::Seek { time: 1.0 }, 2_000),
+            Err(Refusal::NotHost)
+        );
+        assert_eq!(
+            r.control("stranger", Control::Pause { time: None }, 2_000),
+            Err(Refusal::NotHost)
+        );
+        assert_eq!(r, before);
+    }
+
+    #[test]
+    fn the_longest_present_member_becomes_host() {
+        let mut r = room();
+        assert!(r.join("b".into()));
+        assert!(r.join("c".into()));
+        assert!(!r.join("b".into()), "joining twice is a no-op");
+        assert_eq!(r.user_count(), 3);
+        assert_eq!(r.leave("c"), Departure::Left { new_host: None });
+        assert!(r.join("d".into()));
+        assert_eq!(
+            r.leave("a"),
+            Departure::Left {
+                new_host: Some("b".into())
+            }
+        );
+        assert_eq!(r.host(), "b");
+        assert_eq!(
+            r.leave("b"),
+            Departure::Left {
+                new_host: Some("d".into())
+            }
+        );
+        assert_eq!(r.leave("zz"), Departure::NotMember);
+        assert_eq!(r.leave("d"), Departure::Emptied);
+        assert_eq!(r.user_count(), 0);
+    }
+
+    #[test]
+    fn snapshot_carries_the_seed_fields() {
+        let r = room();
+        let v = serde_json::to_value(r.play.snapshot(2_000)).unwrap();
+        assert_eq!(
+            v,
+            json!({"current_track": {"name": "song"}, "is_playing": true,
+                   "current_time": 11.0, "server_time": 2_000})
+        );
+    }
+}

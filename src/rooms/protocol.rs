@@ -1,0 +1,405 @@
+//! The seed-1 wire protocol: client event names, payload validation, error codes. Pure:
+//! turns an untrusted JSON payload into a typed [`Request`] or an [`Invalid`] that says why.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::model::{Control, RoomId};
+
+/// Longest room id accepted, in characters.
+pub const MAX_ROOM_ID_CHARS: usize = 128;
+
+/// The events a client may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientEvent {
+    CreateRoom,
+    JoinRoom,
+    TrackChange,
+    Play,
+    Pause,
+    Seek,
+    SyncProgress,
+    GetRoomState,
+}
+
+impl ClientEvent {
+    pub const ALL: [ClientEvent; 8] = [
+        ClientEvent::CreateRoom,
+        ClientEvent::JoinRoom,
+        ClientEvent::TrackChange,
+        ClientEvent::Play,
+        ClientEvent::Pause,
+        ClientEvent::Seek,
+        ClientEvent::SyncProgress,
+        ClientEvent::GetRoomState,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientEvent::CreateRoom => "create_room",
+            ClientEvent::JoinRoom => "join_room",
+            ClientEvent::TrackChange => "track_change",
+            ClientEvent::Play => "play",
+            ClientEvent::Pause => "pause",
+            ClientEvent::Seek => "seek",
+            ClientEvent::SyncProgress => "sync_progress",
+            ClientEvent::GetRoomState => "get_room_state",
+        }
+    }
+
+    /// Whether a refused request is answered with an `error` event. Host commands are not:
+    /// seed clients send `sync_progress` from every member, and the seed ignored the
+    /// non-hosts silently (an acknowledgement, when asked for, still says why).
+    pub fn reports_errors(self) -> bool {
+        matches!(
+            self,
+            ClientEvent::CreateRoom | ClientEvent::JoinRoom | ClientEvent::GetRoomState
+        )
+    }
+}
+
+/// A validated client request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    CreateRoom {
+        room: RoomId,
+        track: Value,
+        time: f64,
+    },
+    JoinRoom {
+        room: RoomId,
+    },
+    GetRoomState {
+        room: RoomId,
+    },
+    Control {
+        room: RoomId,
+        cmd: Control,
+    },
+}
+
+/// Machine-readable reason of a refusal, sent as `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidPayload,
+    InvalidRoomId,
+    InvalidCurrentTime,
+    InvalidTrack,
+    RoomNotFound,
+    RoomExists,
+    NotHost,
+    Unavailable,
+}
+
+/// A refusal: the `error` event's payload `{message, code}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invalid {
+    pub message: String,
+    pub code: ErrorCode,
+}
+
+impl Invalid {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+/// Validation limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_track_bytes: usize,
+}
+
+/// Validates the payload of `event`. Never panics, whatever the payload.
+pub fn parse(event: ClientEvent, payload: &Value, limits: Limits) -> Result<Request, Invalid> {
+    let Value::Object(fields) = payload else {
+        return Err(Invalid::new(
+            ErrorCode::InvalidPayload,
+            format!("{} expects a JSON object payload", event.name()),
+        ));
+    };
+    let room = room_id(fields)?;
+    Ok(match event {
+        ClientEvent::CreateRoom => Request::CreateRoom {
+            room,
+            track: optional_track(fields, limits)?,
+            time: optional_time(fields)?.unwrap_or(0.0),
+        },
+        ClientEvent::JoinRoom => Request::JoinRoom { room },
+        ClientEvent::GetRoomState => Request::GetRoomState { room },
+        ClientEvent::TrackChange => {
+            let track = optional_track(fields, limits)?;
+            if track.is_null() {
+                return Err(Invalid::new(
+                    ErrorCode::InvalidTrack,
+                    "track_change needs a track object",
+                ));
+            }
+            Request::Control {
+                room,
+                cmd: Control::TrackChange { track },
+            }
+        }
+        ClientEvent::Play => Request::Control {
+            room,
+            cmd: Control::Play {
+                time: optional_time(fields)?,
+            },
+        },
+        ClientEvent::Pause => Request::Control {
+            room,
+            cmd: Control::Pause {
+                time: optional_time(fields)?,
+            },
+        },
+        ClientEvent::Seek => Request::Control {
+            room,
+            cmd: Control::Seek {
+                time: required_time(fields, event)?,
+            },
+        },
+        ClientEvent::SyncProgress => Request::Control {
+            room,
+            cmd: Control::SyncProgress {
+                time: required_time(fields, event)?,
+            },
+        },
+    })
+}
+
+fn room_id(fields: &Map<String, Value>) -> Result<RoomId, Invalid> {
+    let raw = fields.get("room_id").unwrap_or(&Value::Null);
+    let key = match raw {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        Value::Null => {
+            return Err(Invalid::new(
+                ErrorCode::InvalidRoomId,
+                "room_id is required",
+            ));
+        }
+        _ => {
+            return Err(Invalid::new(
+                ErrorCode::InvalidRoomId,
+                "room_id must be a string or an integer",
+            ));
+        }
+    };
+    if key.is_empty() {
+        return Err(Invalid::new(
+            ErrorCode::InvalidRoomId,
+            "room_id must not be empty",
+        ));
+    }
+    if key.chars().count() > MAX_ROOM_ID_CHARS {
+        return Err(Invalid::new(
+            ErrorCode::InvalidRoomId,
+            format!("room_id must be at most {MAX_ROOM_ID_CHARS} characters"),
+        ));
+    }
+    Ok(RoomId {
+        key,
+        raw: raw.clone(),
+    })
+}
+
+/// `current_time`: absent or null means "not given"; otherwise a finite number ≥ 0.
+fn optional_time(fields: &Map<String, Value>) -> Result<Option<f64>, Invalid> {
+    match fields.get("current_time") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(t)),
+            _ => Err(time_error()),
+        },
+        Some(_) => Err(time_error()),
+    }
+}
+
+fn required_time(fields: &Map<String, Value>, event: ClientEvent) -> Result<f64, Invalid> {
+    optional_time(fields)?.ok_or_else(|| {
+        Invalid::new(
+            ErrorCode::InvalidCurrentTime,
+            format!("{} needs current_time", event.name()),
+        )
+    })
+}
+
+fn time_error() -> Invalid {
+    Invalid::new(
+        ErrorCode::InvalidCurrentTime,
+        "current_time must be a finite number >= 0",
+    )
+}
+
+/// `track`: absent or null means none; otherwise an object of bounded size.
+fn optional_track(fields: &Map<String, Value>, limits: Limits) -> Result<Value, Invalid> {
+    match fields.get("track") {
+        None | Some(Value::Null) => Ok(Value::Null),
+        Some(track @ Value::Object(_)) => {
+            if serialized_len(track) > limits.max_track_bytes {
+                return Err(Invalid::new(
+                    ErrorCode::InvalidTrack,
+                    format!(
+                        "track must be at most {} bytes of JSON",
+                        limits.max_track_bytes
+                    ),
+                ));
+            }
+            Ok(track.clone())
+        }
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidTrack,
+            "track must be an object",
+        )),
+    }
+}
+
+fn serialized_len(value: &Value) -> usize {
+    /// Counts bytes without keeping them.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const LIMITS: Limits = Limits {
+        max_track_bytes: 100,
+    };
+
+    fn code(event: ClientEvent, payload: Value) -> ErrorCode {
+        parse(event, &payload, LIMITS).unwrap_err().code
+    }
+
+    #[test]
+    fn payload_must_be_an_object() {
+        for p in [
+            json!(null),
+            json!("r1"),
+            json!(42),
+            json!([1, 2]),
+            json!(true),
+        ] {
+            for e in ClientEvent::ALL {
+                assert_eq!(code(e, p.clone()), ErrorCode::InvalidPayload, "{e:?} {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn room_id_rules() {
+        let e = ClientEvent::JoinRoom;
+        assert_eq!(code(e, json!({})), ErrorCode::InvalidRoomId);
+        assert_eq!(code(e, json!({"room_id": ""})), ErrorCode::InvalidRoomId);
+        assert_eq!(code(e, json!({"room_id": 1.5})), ErrorCode::InvalidRoomId);
+        assert_eq!(code(e, json!({"room_id": ["a"]})), ErrorCode::InvalidRoomId);
+        assert_eq!(
+            code(e, json!({"room_id": {"a": 1}})),
+            ErrorCode::InvalidRoomId
+        );
+        assert_eq!(code(e, json!({"room_id": true})), ErrorCode::InvalidRoomId);
+        let long = "é".repeat(MAX_ROOM_ID_CHARS + 1);
+        assert_eq!(
+            code(e, json!({ "room_id": long })),
+            ErrorCode::InvalidRoomId
+        );
+        let max = "é".repeat(MAX_ROOM_ID_CHARS);
+        assert!(parse(e, &json!({ "room_id": max }), LIMITS).is_ok());
+        assert_eq!(
+            parse(e, &json!({"room_id": 42}), LIMITS).unwrap(),
+            Request::JoinRoom {
+                room: RoomId {
+                    key: "42".into(),
+                    raw: json!(42)
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn current_time_rules() {
+        let e = ClientEvent::Seek;
+        assert_eq!(
+            code(e, json!({"room_id": "r", "current_time": -1})),
+            ErrorCode::InvalidCurrentTime
+        );
+        assert_eq!(
+            code(e, json!({"room_id": "r", "current_time": "5"})),
+            ErrorCode::InvalidCurrentTime
+        );
+        assert_eq!(
+            code(e, json!({"room_id": "r"})),
+            ErrorCode::InvalidCurrentTime
+        );
+        assert_eq!(
+            parse(e, &json!({"room_id": "r", "current_time": 0}), LIMITS).unwrap(),
+            Request::Control {
+                room: RoomId::from_key("r"),
+                cmd: Control::Seek { time: 0.0 }
+            }
+        );
+        // play and pause may omit it: "from where we are".
+        assert_eq!(
+            parse(ClientEvent::Pause, &json!({"room_id": "r"}), LIMITS).unwrap(),
+            Request::Control {
+                room: RoomId::from_key("r"),
+                cmd: Control::Pause { time: None }
+            }
+        );
+    }
+
+    #[test]
+    fn track_rules() {
+        assert_eq!(
+            code(
+                ClientEvent::CreateRoom,
+                json!({"room_id": "r", "track": "song"})
+            ),
+            ErrorCode::InvalidTrack
+        );
+        assert_eq!(
+            code(ClientEvent::TrackChange, json!({"room_id": "r"})),
+            ErrorCode::InvalidTrack
+        );
+        let big = json!({"room_id": "r", "track": {"name": "x".repeat(100)}});
+        assert_eq!(code(ClientEvent::TrackChange, big), ErrorCode::InvalidTrack);
+        assert_eq!(
+            parse(
+                ClientEvent::CreateRoom,
+                &json!({"room_id": "r", "current_time": 3}),
+                LIMITS
+            )
+            .unwrap(),
+            Request::CreateRoom {
+                room: RoomId::from_key("r"),
+                track: Value::Null,
+                time: 3.0
+            }
+        );
+    }
+
+    #[test]
+    fn serialized_len_counts_json_bytes() {
+        let v = json!({"a": "é"});
+        assert_eq!(serialized_len(&v), serde_json::to_vec(&v).unwrap().len());
+    }
+}

@@ -1,0 +1,206 @@
+//! Assembles and runs the server: the shared [`AppState`], the axum [`Router`] with the
+//! Socket.IO layer, the listeners, the background tasks, and graceful shutdown.
+//!
+//! [`run`] takes already-bound listeners and a shutdown future, so tests bind port 0 and stop
+//! the server when they like; `main` binds the configured addresses and passes the signals.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{HeaderValue, Method};
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::rooms::{self, Rooms};
+
+/// How long shutdown waits for open connections to finish before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What every handler can reach: cheap to clone, shared by axum and Socket.IO.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub rooms: Arc<Rooms>,
+    /// Cancelled when the server begins to shut down; long-lived responses end on it.
+    pub shutdown: CancellationToken,
+}
+
+/// A built server: its state, its router and its Socket.IO handle, not yet listening.
+pub struct App {
+    pub state: AppState,
+    router: Router,
+    io: SocketIo,
+}
+
+/// Builds the application from its configuration.
+pub async fn build(config: Config) -> anyhow::Result<App> {
+    let config = Arc::new(config);
+    let (sio_layer, io) = SocketIo::builder()
+        .max_payload(config.max_message_bytes as u64)
+        .ws_max_message_size(config.max_message_bytes)
+        .ws_max_frame_size(config.max_message_bytes)
+        .build_layer();
+
+    let rooms = Rooms::new(
+        io.clone(),
+        rooms::protocol::Limits {
+            max_track_bytes: config.max_track_bytes,
+        },
+    );
+    rooms::socket::register(&io, rooms.clone());
+
+    let state = AppState {
+        config: config.clone(),
+        rooms,
+        shutdown: CancellationToken::new(),
+    };
+    let router = Router::new()
+        .merge(rooms::http::router())
+        .with_state(state.clone())
+        // Layers wrap what is above them: the Socket.IO layer sees requests before the
+        // routes, and CORS (outermost) also covers the Socket.IO long-polling responses.
+        .layer(sio_layer)
+        .layer(TraceLayer::new_for_http())
+        .layer(cors_layer(&config));
+    Ok(App { state, router, io })
+}
+
+fn cors_layer(config: &Config) -> CorsLayer {
+    let origin = match config.allowed_origins() {
+        None => AllowOrigin::from(Any),
+        Some(origins) => AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::PUT, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(3600))
+}
+
+/// Binds every address, failing with a clear message on the first that cannot be bound
+/// (the seed silently moved to another port; a replacement must not).
+pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (is another server already using that port?)")
+        })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+impl App {
+    /// Serves on `listeners` until `shutdown` completes, then shuts down gracefully:
+    /// stops accepting, ends streams, disconnects sockets, waits for connections to close.
+    pub async fn serve(
+        self,
+        listeners: Vec<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App { state, router, io } = self;
+        let token = state.shutdown.clone();
+        let tasks = TaskTracker::new();
+
+        tasks.spawn(sweep_rooms(state.clone()));
+
+        let mut servers = Vec::new();
+        for listener in listeners {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "listening");
+            let serve = axum::serve(listener, router.clone())
+                .with_graceful_shutdown(token.clone().cancelled_owned());
+            servers.push(tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(%addr, error = %e, "listener failed");
+                }
+            }));
+        }
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        token.cancel();
+        io.close().await;
+        tasks.close();
+        let drain = async {
+            for server in servers {
+                let _ = server.await;
+            }
+            tasks.wait().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            tracing::warn!("connections still open after the shutdown grace period; closing");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Builds and serves: the whole server in one call.
+pub async fn run(
+    config: Config,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    build(config).await?.serve(listeners, shutdown).await
+}
+
+/// Periodically deletes rooms left empty (a safety net: rooms are deleted when their last
+/// member leaves). Stops at shutdown.
+async fn sweep_rooms(state: AppState) {
+    let mut every = tokio::time::interval(state.config.room_sweep_interval());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = every.tick() => {
+                let removed = state.rooms.sweep().await;
+                if removed > 0 {
+                    tracing::info!(removed, "swept empty rooms");
+                }
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

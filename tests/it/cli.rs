@@ -1,0 +1,99 @@
+//! The binary: its help text, listeners, refusal of a busy port, graceful shutdown.
+
+use serde_json::json;
+
+use crate::support::process::{Server, free_port};
+use crate::support::sio::Sio;
+
+#[test]
+fn help_documents_every_option_and_its_environment_variable() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_playsync"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--port",
+        "[env: PORT=]",
+        "--host",
+        "[env: HOST=]",
+        "--tts-proxy-port",
+        "[env: TTS_PROXY_PORT=]",
+        "--listen",
+        "--cors-origins",
+        "[env: CORS_ORIGINS=]",
+        "--room-sweep-secs",
+        "--max-track-bytes",
+        "--max-message-bytes",
+        "RUST_LOG",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn a_busy_port_is_an_error_not_a_silent_move() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let mut server = Server::spawn(port, &[]);
+    let status = server.wait_exit().await;
+    assert!(!status.success(), "playsync started on a busy port");
+    let log = server.log_text();
+    assert!(
+        log.contains(&format!("127.0.0.1:{port}")) && log.contains("cannot listen"),
+        "unclear error: {log}"
+    );
+}
+
+#[tokio::test]
+async fn tts_proxy_port_serves_the_same_api() {
+    let second = free_port();
+    let server = Server::start(&[("TTS_PROXY_PORT", second.to_string())]).await;
+    let sio = Sio::start().await;
+    let a = sio
+        .connect("a", &server.base(), json!({"transports": ["websocket"]}))
+        .await;
+    a.call("create_room", json!({"room_id": "both"})).await;
+    // The room made through the main port is visible through the second one.
+    let other = format!("http://127.0.0.1:{second}");
+    let info: serde_json::Value = reqwest::get(format!("{other}/room/both"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["user_count"], json!(1));
+    let b = sio
+        .connect("b", &other, json!({"transports": ["websocket"]}))
+        .await;
+    assert_eq!(
+        b.call("join_room", json!({"room_id": "both"})).await["user_count"],
+        json!(2)
+    );
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_shut_down_gracefully() {
+    for signal in ["TERM", "INT"] {
+        let mut server = Server::start(&[]).await;
+        let sio = Sio::start().await;
+        let a = sio
+            .connect("a", &server.base(), json!({"transports": ["websocket"]}))
+            .await;
+        a.call("create_room", json!({"room_id": "r"})).await;
+        let b = sio
+            .connect("b", &server.base(), json!({"transports": ["polling"]}))
+            .await;
+        b.call("join_room", json!({"room_id": "r"})).await;
+        server.signal(signal);
+        let status = server.wait_exit().await;
+        assert!(status.success(), "exit after SIG{signal}: {status:?}");
+        // Clients were told the server went away.
+        a.next("$disconnect").await;
+        b.next("$disconnect").await;
+        let log = server.log_text();
+        assert!(log.contains("shutting down"), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on loopback, driven by real clients (the Node
+//! `socket.io-client` package, python-socketio, reqwest + an SSE parser, redis-server).
+//! One test binary, so it links once.
+
+mod support;
+
+mod cli;
+mod python;
+mod rooms;

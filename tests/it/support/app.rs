@@ -1,0 +1,82 @@
+//! `spawn_app()`: a playsync server in this process on a free loopback port, with its own
+//! data directory, stopped when the [`TestApp`] is dropped.
+
+use std::net::SocketAddr;
+
+use playsync::config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The Socket.IO server URL for clients.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET failed");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("response is not JSON"))
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task panicked")
+                .expect("server failed");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a server with default settings plus `args` (command-line style).
+pub async fn spawn_app(args: &[&str]) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    spawn_app_in(data_dir, args).await
+}
+
+/// Starts a server on an existing data directory.
+pub async fn spawn_app_in(data_dir: tempfile::TempDir, args: &[&str]) -> TestApp {
+    let config = Config::from_args(args).expect("bad test config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(playsync::server::run(config, vec![listener], async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        data_dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}

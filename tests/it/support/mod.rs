@@ -1,0 +1,42 @@
+//! Shared test harness: [`app::spawn_app`] starts a server on a free port; [`sio::Sio`]
+//! drives real Socket.IO clients.
+
+#![allow(dead_code)]
+
+pub mod app;
+pub mod process;
+pub mod sio;
+
+use std::time::Duration;
+
+/// How long a test waits for something that should happen "now" before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Fails the test with `what` if the external tool `path` is missing: CI must never skip
+/// a test because a dependency is absent.
+pub fn require(path: &std::path::Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{what} is missing at {}: run the README's test command (scripts/test), which installs it",
+        path.display()
+    );
+}
+
+/// Polls `check` until it returns `Some`, failing after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
