@@ -1,10 +1,11 @@
 //! Command-line flags and environment variables.
 //!
 //! Owns the single [`Config`] struct. Every option is a flag with an environment fallback, and
-//! the environment names are the seeds' own (`PORT`, `TTS_PROXY_PORT`, ...) so an existing
-//! deployment keeps its settings when it swaps in playsync.
+//! the environment names are the seeds' own (`PORT`, `TTS_PROXY_PORT`, `TTS_DATA_DIR`, ...)
+//! so an existing deployment keeps its settings when it swaps in playsync.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Server options, set by flags or the environment (flags win).
@@ -44,6 +45,23 @@ pub struct Config {
     /// Largest Socket.IO message accepted, in bytes, on WebSocket and long-polling alike.
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Directory of the durable position records (the positions seed's `TTS_DATA_DIR`);
+    /// created if missing.
+    #[arg(long, env = "TTS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Seconds of silence after which an SSE stream gets a `: keep-alive` comment.
+    #[arg(long, env = "SSE_KEEPALIVE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sse_keepalive_secs: u64,
+
+    /// Largest PUT body accepted on the positions API, in bytes (larger: 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest string field accepted in a position record, in bytes.
+    #[arg(long, env = "MAX_STRING_BYTES", default_value_t = 4 * 1024)]
+    pub max_string_bytes: usize,
 }
 
 impl Config {
@@ -85,6 +103,10 @@ impl Config {
         Duration::from_secs(self.room_sweep_secs)
     }
 
+    pub fn sse_keepalive(&self) -> Duration {
+        Duration::from_secs(self.sse_keepalive_secs)
+    }
+
     /// The CORS origins to allow; `None` means any origin.
     pub fn allowed_origins(&self) -> Option<Vec<String>> {
         let origins: Vec<String> = self
@@ -114,6 +136,7 @@ mod tests {
         let c = parse(&[]);
         assert_eq!(c.listen_addrs(), vec!["0.0.0.0:3000".parse().unwrap()]);
         assert_eq!(c.room_sweep_interval(), Duration::from_secs(60));
+        assert_eq!(c.sse_keepalive(), Duration::from_secs(30));
         assert_eq!(c.max_track_bytes, 16 * 1024);
         assert_eq!(c.max_message_bytes, 64 * 1024);
         assert_eq!(c.allowed_origins(), None);

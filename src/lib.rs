@@ -3,7 +3,7 @@
 //! One process serves two APIs on the same listeners:
 //! - [`rooms`]: Socket.IO listening rooms (seed 1), where a host drives playback and every
 //!   member follows;
-//! - positions (seed 2): one user's playback and scroll positions synced across devices over
+//! - [`positions`] (seed 2): one user's playback and scroll positions synced across devices over
 //!   Server-Sent Events and REST.
 //!
 //! [`server`] assembles them; [`config`] holds the options; [`clock`] and [`serial`] are
@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod positions;
 pub mod rooms;
 pub mod serial;
 pub mod server;

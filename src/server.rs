@@ -19,6 +19,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::positions::{self, Positions};
 use crate::rooms::{self, Rooms};
 
 /// How long shutdown waits for open connections to finish before giving up on them.
@@ -29,6 +30,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub config: Arc<Config>,
     pub rooms: Arc<Rooms>,
+    pub positions: Arc<Positions>,
     /// Cancelled when the server begins to shut down; long-lived responses end on it.
     pub shutdown: CancellationToken,
 }
@@ -57,13 +59,30 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     );
     rooms::socket::register(&io, rooms.clone());
 
+    let positions = Positions::open(
+        &config.data_dir,
+        positions::Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_string_bytes: config.max_string_bytes,
+        },
+        config.sse_keepalive(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot use the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+
     let state = AppState {
         config: config.clone(),
         rooms,
+        positions,
         shutdown: CancellationToken::new(),
     };
     let router = Router::new()
         .merge(rooms::http::router())
+        .merge(positions::http::router())
         .with_state(state.clone())
         // Layers wrap what is above them: the Socket.IO layer sees requests before the
         // routes, and CORS (outermost) also covers the Socket.IO long-polling responses.
@@ -105,7 +124,7 @@ pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
 
 impl App {
     /// Serves on `listeners` until `shutdown` completes, then shuts down gracefully:
-    /// stops accepting, ends streams, disconnects sockets, waits for connections to close.
+    /// stops accepting, ends SSE streams, disconnects sockets, waits for connections to close.
     pub async fn serve(
         self,
         listeners: Vec<TcpListener>,

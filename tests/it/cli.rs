@@ -26,6 +26,12 @@ fn help_documents_every_option_and_its_environment_variable() {
         "--room-sweep-secs",
         "--max-track-bytes",
         "--max-message-bytes",
+        "--data-dir",
+        "[env: TTS_DATA_DIR=]",
+        "--sse-keepalive-secs",
+        "[env: SSE_KEEPALIVE_SECS=]",
+        "--max-body-bytes",
+        "--max-string-bytes",
         "RUST_LOG",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
@@ -36,7 +42,8 @@ fn help_documents_every_option_and_its_environment_variable() {
 async fn a_busy_port_is_an_error_not_a_silent_move() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let mut server = Server::spawn(port, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(port, &[("TTS_DATA_DIR", data.path().display().to_string())]);
     let status = server.wait_exit().await;
     assert!(!status.success(), "playsync started on a busy port");
     let log = server.log_text();
@@ -49,7 +56,12 @@ async fn a_busy_port_is_an_error_not_a_silent_move() {
 #[tokio::test]
 async fn tts_proxy_port_serves_the_same_api() {
     let second = free_port();
-    let server = Server::start(&[("TTS_PROXY_PORT", second.to_string())]).await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&[
+        ("TTS_PROXY_PORT", second.to_string()),
+        ("TTS_DATA_DIR", data.path().display().to_string()),
+    ])
+    .await;
     let sio = Sio::start().await;
     let a = sio
         .connect("a", &server.base(), json!({"transports": ["websocket"]}))
@@ -71,12 +83,33 @@ async fn tts_proxy_port_serves_the_same_api() {
         b.call("join_room", json!({"room_id": "both"})).await["user_count"],
         json!(2)
     );
+    // And the positions API on both ports: PUT on one, GET on the other.
+    let http = reqwest::Client::new();
+    let answer: serde_json::Value = http
+        .put(format!("{other}/api/scroll-position"))
+        .json(&json!({"scrollTop": 9}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["success"], json!(true));
+    let stored: serde_json::Value = reqwest::get(format!("{}/api/scroll-position", server.base()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["scrollTop"], json!(9));
 }
 
 #[tokio::test]
 async fn sigterm_and_sigint_shut_down_gracefully() {
     for signal in ["TERM", "INT"] {
-        let mut server = Server::start(&[]).await;
+        let data = tempfile::tempdir().unwrap();
+        let mut server =
+            Server::start(&[("TTS_DATA_DIR", data.path().display().to_string())]).await;
         let sio = Sio::start().await;
         let a = sio
             .connect("a", &server.base(), json!({"transports": ["websocket"]}))

@@ -5,5 +5,6 @@
 mod support;
 
 mod cli;
+mod positions;
 mod python;
 mod rooms;

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
-    pub data_dir: tempfile::TempDir,
+    data_dir: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -36,8 +36,12 @@ impl TestApp {
         (status, resp.json().await.expect("response is not JSON"))
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
+    pub fn data_path(&self) -> &std::path::Path {
+        self.data_dir.as_ref().expect("data dir").path()
+    }
+
+    /// Stops the server gracefully, waits for it, and hands back its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -46,6 +50,7 @@ impl TestApp {
                 .expect("server task panicked")
                 .expect("server failed");
         }
+        self.data_dir.take().expect("data dir")
     }
 }
 
@@ -65,7 +70,10 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
 
 /// Starts a server on an existing data directory.
 pub async fn spawn_app_in(data_dir: tempfile::TempDir, args: &[&str]) -> TestApp {
-    let config = Config::from_args(args).expect("bad test config");
+    let dir = data_dir.path().to_str().expect("utf-8 path").to_owned();
+    let mut all = vec!["--data-dir", dir.as_str()];
+    all.extend_from_slice(args);
+    let config = Config::from_args(all).expect("bad test config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -75,7 +83,7 @@ pub async fn spawn_app_in(data_dir: tempfile::TempDir, args: &[&str]) -> TestApp
     TestApp {
         addr,
         http: reqwest::Client::new(),
-        data_dir,
+        data_dir: Some(data_dir),
         stop: Some(stop),
         task: Some(task),
     }

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod process;
 pub mod sio;
+pub mod sse;
 
 use std::time::Duration;
 

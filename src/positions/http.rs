@@ -1,0 +1,250 @@
+//! The seed-2 HTTP API: `GET /api/events/{playback,scroll}` (SSE), `GET|PUT
+//! /api/{playback,scroll}-position`, and `GET /health`. Handlers are thin: validation lives
+//! in `record`, ordering and durability in `channel`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::channel::Published;
+use super::record::{Kind, parse_update};
+use crate::clock::now_ms;
+use crate::server::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/events/playback",
+            get(|s, v, h| events(s, v, h, Kind::Playback)),
+        )
+        .route(
+            "/api/events/scroll",
+            get(|s, v, h| events(s, v, h, Kind::Scroll)),
+        )
+        .route(
+            "/api/playback-position",
+            get(|s| position(s, Kind::Playback))
+                .put(|s, h, b| put_position(s, h, b, Kind::Playback)),
+        )
+        .route(
+            "/api/scroll-position",
+            get(|s| position(s, Kind::Scroll)).put(|s, h, b| put_position(s, h, b, Kind::Scroll)),
+        )
+        .route("/health", get(health))
+}
+
+/// An error answer: status plus `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+async fn position(State(app): State<AppState>, kind: Kind) -> Response {
+    let body = match app.positions.channel(kind).current() {
+        Some(p) => p.json.clone(),
+        None => Bytes::from(kind.empty().to_json()),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn put_position(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+    kind: Kind,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limits = app.positions.limits();
+    check_content_type(&headers)?;
+    let body = axum::body::to_bytes(body, limits.max_body_bytes)
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("the body must be at most {} bytes", limits.max_body_bytes),
+        })?;
+    let update = parse_update(kind, &body, limits.max_string_bytes)
+        .map_err(|r| ApiError::bad_request(r.0))?;
+    let channel = app.positions.channel(kind);
+    let record = channel.put(update).await.map_err(|e| {
+        tracing::error!(kind = kind.event(), error = %e, "could not store a position");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "the position could not be stored".into(),
+        }
+    })?;
+    tracing::debug!(
+        kind = kind.event(),
+        timestamp = record.timestamp(),
+        "position stored"
+    );
+    Ok(Json(json!({
+        "success": true,
+        "timestamp": record.timestamp(),
+        "broadcastCount": channel.subscribers(),
+    })))
+}
+
+/// JSON bodies are expected. A missing Content-Type (or `text/plain`, which browsers use to
+/// avoid a CORS preflight) is read as JSON too; anything else is refused.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let mime = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || mime.ends_with("+json") || mime == "text/plain" {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Content-Type must be application/json, not {mime}"
+        )))
+    }
+}
+
+async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "healthy",
+        "timestamp": now_ms(),
+        "sse_clients": app.positions.sse_clients(),
+        "redis_enabled": false,
+        "rooms": app.rooms.count(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn events(
+    State(app): State<AppState>,
+    version: Version,
+    headers: HeaderMap,
+    kind: Kind,
+) -> Response {
+    let channel = app.positions.channel(kind);
+    // A reconnecting EventSource sends the id of the last event it saw; it gets the current
+    // state only if that is newer.
+    let seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let stream = sse_stream(
+        channel.subscribe(),
+        seen,
+        app.positions.keepalive(),
+        app.shutdown.clone(),
+        ClientGuard::new(app.positions.sse_counter()),
+    );
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // As the seed sent it; HTTP/2 forbids connection-specific headers.
+    if version <= Version::HTTP_11 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    tracing::debug!(kind = kind.event(), "SSE stream opened");
+    response
+}
+
+const KEEPALIVE: Bytes = Bytes::from_static(b": keep-alive\n\n");
+
+/// Counts open streams for `/health`; decremented when the stream is dropped.
+struct ClientGuard(Arc<AtomicUsize>);
+
+impl ClientGuard {
+    fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        ClientGuard(counter)
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct StreamState {
+    rx: watch::Receiver<Option<Arc<Published>>>,
+    /// Version the client already has; nothing at or below it is sent.
+    seen: u64,
+    keepalive: Duration,
+    shutdown: CancellationToken,
+    _guard: ClientGuard,
+}
+
+/// The current state first (if newer than `seen`), then the newest state whenever it
+/// changes, and `: keep-alive` after each `keepalive` of silence. Ends at shutdown.
+fn sse_stream(
+    mut rx: watch::Receiver<Option<Arc<Published>>>,
+    seen: u64,
+    keepalive: Duration,
+    shutdown: CancellationToken,
+    guard: ClientGuard,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    rx.mark_changed();
+    let state = StreamState {
+        rx,
+        seen,
+        keepalive,
+        shutdown,
+        _guard: guard,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            let changed = tokio::select! {
+                _ = s.shutdown.cancelled() => return None,
+                r = tokio::time::timeout(s.keepalive, s.rx.changed()) => r,
+            };
+            match changed {
+                Err(_silence) => return Some((Ok(KEEPALIVE), s)),
+                Ok(Err(_closed)) => return None,
+                Ok(Ok(())) => {
+                    let newest = s.rx.borrow_and_update().clone();
+                    if let Some(p) = newest
+                        && p.version() > s.seen
+                    {
+                        s.seen = p.version();
+                        return Some((Ok(p.sse.clone()), s));
+                    }
+                }
+            }
+        }
+    })
+}
