@@ -24,7 +24,7 @@ pub struct Config {
     #[arg(long, env = "TTS_PROXY_PORT")]
     pub tts_proxy_port: Option<u16>,
 
-    /// Extra listen address `IP:PORT`; repeatable. When given, these replace `HOST:PORT`
+    /// Listen address `IP:PORT`; repeatable. When given, these replace `HOST:PORT`
     /// (`TTS_PROXY_PORT` still adds its listener).
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
@@ -62,6 +62,52 @@ pub struct Config {
     /// Largest string field accepted in a position record, in bytes.
     #[arg(long, env = "MAX_STRING_BYTES", default_value_t = 4 * 1024)]
     pub max_string_bytes: usize,
+
+    #[command(flatten)]
+    pub redis: RedisConfig,
+}
+
+/// Redis settings (the positions seed's names, plus `REDIS_URL`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Share rooms and positions with other playsync instances through Redis.
+    #[arg(
+        long,
+        env = "REDIS_ENABLED",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub redis_enabled: bool,
+
+    /// Redis host (used when REDIS_URL is not set).
+    #[arg(long, env = "REDIS_HOST", default_value = "localhost")]
+    pub redis_host: String,
+
+    /// Redis port (used when REDIS_URL is not set).
+    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+
+    /// Redis URL, `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. Takes
+    /// precedence over host and port, and enables Redis by itself.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+}
+
+impl RedisConfig {
+    /// The URL to connect to, or `None` when Redis is off.
+    pub fn target(&self) -> Option<String> {
+        match &self.redis_url {
+            Some(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
+            _ if self.redis_enabled => {
+                Some(format!("redis://{}:{}", self.redis_host, self.redis_port))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Config {
@@ -156,6 +202,35 @@ mod tests {
         assert_eq!(
             c.listen_addrs(),
             vec!["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn redis_is_off_unless_enabled_or_given_a_url() {
+        assert_eq!(parse(&[]).redis.target(), None);
+        assert_eq!(
+            parse(&[
+                "--redis-enabled",
+                "true",
+                "--redis-host",
+                "r.example",
+                "--redis-port",
+                "7000"
+            ])
+            .redis
+            .target(),
+            Some("redis://r.example:7000".to_owned())
+        );
+        assert_eq!(
+            parse(&["--redis-enabled"]).redis.target(),
+            Some("redis://localhost:6379".to_owned())
+        );
+        assert_eq!(parse(&["--redis-enabled", "no"]).redis.target(), None);
+        assert_eq!(
+            parse(&["--redis-url", "rediss://:pw@r.example:6380/2"])
+                .redis
+                .target(),
+            Some("rediss://:pw@r.example:6380/2".to_owned())
         );
     }
 

@@ -6,10 +6,11 @@
 //! - [`positions`] (seed 2): one user's playback and scroll positions synced across devices over
 //!   Server-Sent Events and REST.
 //!
-//! [`server`] assembles them; [`config`] holds the options; [`clock`] and [`serial`] are
+//! [`cluster`] shares both across instances through Redis. [`server`] assembles them; [`config`] holds the options; [`clock`] and [`serial`] are
 //! small shared utilities.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod positions;
 pub mod rooms;

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::cluster::{self, Backplane};
 use crate::config::Config;
 use crate::positions::{self, Positions};
 use crate::rooms::{self, Rooms};
@@ -31,6 +32,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub rooms: Arc<Rooms>,
     pub positions: Arc<Positions>,
+    /// The Redis backplane, when Redis is configured.
+    pub backplane: Option<Backplane>,
     /// Cancelled when the server begins to shut down; long-lived responses end on it.
     pub shutdown: CancellationToken,
 }
@@ -51,11 +54,17 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .ws_max_frame_size(config.max_message_bytes)
         .build_layer();
 
+    let backplane = config
+        .redis
+        .target()
+        .map(|url| Backplane::new(&url))
+        .transpose()?;
     let rooms = Rooms::new(
         io.clone(),
         rooms::protocol::Limits {
             max_track_bytes: config.max_track_bytes,
         },
+        backplane.clone(),
     );
     rooms::socket::register(&io, rooms.clone());
 
@@ -66,6 +75,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             max_string_bytes: config.max_string_bytes,
         },
         config.sse_keepalive(),
+        backplane.clone(),
     )
     .with_context(|| {
         format!(
@@ -78,6 +88,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config: config.clone(),
         rooms,
         positions,
+        backplane,
         shutdown: CancellationToken::new(),
     };
     let router = Router::new()
@@ -135,6 +146,14 @@ impl App {
         let tasks = TaskTracker::new();
 
         tasks.spawn(sweep_rooms(state.clone()));
+        if let Some(bp) = &state.backplane {
+            tasks.spawn(cluster::supervisor(
+                bp.clone(),
+                state.rooms.clone(),
+                state.positions.clone(),
+                token.clone(),
+            ));
+        }
 
         let mut servers = Vec::new();
         for listener in listeners {

@@ -132,13 +132,35 @@ impl Channel {
             stamps.pending = Some(record.clone());
             record
         };
+        self.write_through(record.timestamp()).await?;
+        Ok(record)
+    }
+
+    /// A record from another instance: stored and published if it is newer than anything
+    /// here (and later local stamps continue after it). Returns whether it was.
+    pub async fn apply(&self, record: Record) -> Result<bool, StoreError> {
         let version = record.timestamp();
+        {
+            let mut stamps = self.stamps();
+            if version <= stamps.last {
+                return Ok(false);
+            }
+            stamps.last = version;
+            stamps.pending = Some(record);
+        }
+        self.write_through(version).await?;
+        Ok(true)
+    }
+
+    /// Waits for the writer, then makes sure `version` (or a newer record) is durable and
+    /// published.
+    async fn write_through(&self, version: u64) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         let to_write = {
             let mut stamps = self.stamps();
             if stamps.durable >= version {
                 // A write that covered this record (or a newer one) already finished.
-                return Ok(record);
+                return Ok(());
             }
             match stamps.pending.take() {
                 Some(newest) => newest,
@@ -154,7 +176,7 @@ impl Channel {
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
         self.stamps().durable = published.version();
         self.latest.send_replace(Some(published));
-        Ok(record)
+        Ok(())
     }
 }
 
@@ -222,6 +244,27 @@ mod tests {
         let channel = Channel::new(Kind::Playback, store, Some(stored));
         let r = channel.put(update(2)).await.unwrap();
         assert_eq!(r.timestamp(), far_future + 1);
+    }
+
+    #[tokio::test]
+    async fn records_from_elsewhere_apply_only_when_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let channel = Channel::new(Kind::Playback, store.clone(), None);
+        let mine = channel.put(update(1)).await.unwrap();
+        assert!(
+            !channel
+                .apply(update(2).stamp(mine.timestamp()))
+                .await
+                .unwrap()
+        );
+        let theirs = update(3).stamp(mine.timestamp() + 10_000);
+        assert!(channel.apply(theirs.clone()).await.unwrap());
+        assert_eq!(channel.current().unwrap().record, theirs);
+        assert_eq!(store.load(Kind::Playback).unwrap(), Some(theirs.clone()));
+        // Local stamps continue after the remote one.
+        let next = channel.put(update(4)).await.unwrap();
+        assert!(next.timestamp() > theirs.timestamp());
     }
 
     #[test]

@@ -68,10 +68,12 @@ impl IntoResponse for ApiError {
 }
 
 async fn position(State(app): State<AppState>, kind: Kind) -> Response {
-    let body = match app.positions.channel(kind).current() {
-        Some(p) => p.json.clone(),
-        None => Bytes::from(kind.empty().to_json()),
-    };
+    let record = app
+        .positions
+        .newest(kind)
+        .await
+        .unwrap_or_else(|| kind.empty());
+    let body = Bytes::from(record.to_json());
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -91,8 +93,7 @@ async fn put_position(
         })?;
     let update = parse_update(kind, &body, limits.max_string_bytes)
         .map_err(|r| ApiError::bad_request(r.0))?;
-    let channel = app.positions.channel(kind);
-    let record = channel.put(update).await.map_err(|e| {
+    let record = app.positions.put(kind, update).await.map_err(|e| {
         tracing::error!(kind = kind.event(), error = %e, "could not store a position");
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,7 +108,7 @@ async fn put_position(
     Ok(Json(json!({
         "success": true,
         "timestamp": record.timestamp(),
-        "broadcastCount": channel.subscribers(),
+        "broadcastCount": app.positions.channel(kind).subscribers(),
     })))
 }
 
@@ -135,14 +136,19 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({
+    let mut health = json!({
         "status": "healthy",
         "timestamp": now_ms(),
         "sse_clients": app.positions.sse_clients(),
-        "redis_enabled": false,
-        "rooms": app.rooms.count(),
+        "redis_enabled": app.backplane.is_some(),
+        "rooms": app.rooms.count().await,
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    });
+    if let Some(bp) = &app.backplane {
+        health["redis_connected"] = json!(bp.is_up());
+        health["instance"] = json!(bp.instance());
+    }
+    Json(health)
 }
 
 async fn events(

@@ -16,9 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use channel::Channel;
-use record::Kind;
+use channel::{Channel, StoreError};
+use record::{Kind, Record, Update};
 use store::Store;
+
+use crate::cluster::{self, Backplane};
 
 /// Size limits of the PUT API.
 #[derive(Debug, Clone, Copy)]
@@ -34,11 +36,17 @@ pub struct Positions {
     limits: Limits,
     keepalive: Duration,
     sse_clients: Arc<AtomicUsize>,
+    backplane: Option<Backplane>,
 }
 
 impl Positions {
     /// Opens the data directory and loads the stored records (the seed's files included).
-    pub fn open(dir: &Path, limits: Limits, keepalive: Duration) -> std::io::Result<Arc<Self>> {
+    pub fn open(
+        dir: &Path,
+        limits: Limits,
+        keepalive: Duration,
+        backplane: Option<Backplane>,
+    ) -> std::io::Result<Arc<Self>> {
         let store = Store::open(dir)?;
         let playback = store.load(Kind::Playback)?;
         let scroll = store.load(Kind::Scroll)?;
@@ -54,6 +62,7 @@ impl Positions {
             limits,
             keepalive,
             sse_clients: Arc::new(AtomicUsize::new(0)),
+            backplane,
         }))
     }
 
@@ -62,6 +71,37 @@ impl Positions {
             Kind::Playback => &self.playback,
             Kind::Scroll => &self.scroll,
         }
+    }
+
+    /// Stores a PUT durably, delivers it to this process's streams, then shares it through
+    /// Redis when Redis is up (a failure there fails nothing: the record is published when
+    /// Redis is back).
+    pub async fn put(&self, kind: Kind, update: Update) -> Result<Record, StoreError> {
+        let record = self.channel(kind).put(update).await?;
+        if let Some(bp) = self.backplane.as_ref().filter(|b| b.is_up()) {
+            match cluster::positions::publish(bp, &record).await {
+                Ok(Some(newer)) => {
+                    self.channel(kind).apply(newer).await.ok();
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "position not shared yet"),
+            }
+        }
+        Ok(record)
+    }
+
+    /// The newest record of `kind`: this process's, or the shared one if newer.
+    pub async fn newest(&self, kind: Kind) -> Option<Record> {
+        let local = self.channel(kind).current().map(|p| p.record.clone());
+        if let Some(bp) = self.backplane.as_ref().filter(|b| b.is_up())
+            && let Ok(Some(shared)) = cluster::positions::read(bp, kind).await
+            && local
+                .as_ref()
+                .is_none_or(|l| shared.timestamp() > l.timestamp())
+        {
+            return Some(shared);
+        }
+        local
     }
 
     pub fn limits(&self) -> Limits {

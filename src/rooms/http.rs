@@ -21,7 +21,7 @@ async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
         "message": "playsync is running",
-        "rooms": app.rooms.count(),
+        "rooms": app.rooms.count().await,
         "timestamp": rfc3339_ms(now_ms()),
     }))
 }

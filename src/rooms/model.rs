@@ -120,6 +120,9 @@ pub struct Room {
     pub created_at: u64,
     pub play: PlayState,
     host: MemberId,
+    /// Since when (Unix ms) the host has held the role. When rooms that lived apart merge
+    /// again, the longest-serving host keeps it.
+    host_since: u64,
     /// Members in join order: the first is the longest present.
     members: Vec<MemberId>,
 }
@@ -138,12 +141,17 @@ impl Room {
                 updated_at: now_ms,
             },
             host: creator.clone(),
+            host_since: now_ms,
             members: vec![creator],
         }
     }
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    pub fn host_since(&self) -> u64 {
+        self.host_since
     }
 
     pub fn members(&self) -> &[MemberId] {
@@ -167,9 +175,9 @@ impl Room {
         true
     }
 
-    /// Removes a member; when it was the host, the longest-present remaining member takes
-    /// over.
-    pub fn leave(&mut self, member: &str) -> Departure {
+    /// Removes a member at `now_ms`; when it was the host, the longest-present remaining
+    /// member takes over.
+    pub fn leave(&mut self, member: &str, now_ms: u64) -> Departure {
         let Some(index) = self.members.iter().position(|m| m == member) else {
             return Departure::NotMember;
         };
@@ -178,12 +186,40 @@ impl Room {
             None => Departure::Emptied,
             Some(first) if self.host == member => {
                 self.host = first.clone();
+                self.host_since = now_ms;
                 Departure::Left {
                     new_host: Some(self.host.clone()),
                 }
             }
             Some(_) => Departure::Left { new_host: None },
         }
+    }
+
+    /// Removes a member without choosing a new host (the shared state decides that while
+    /// Redis is up). Returns whether it was a member.
+    pub fn drop_member(&mut self, member: &str) -> bool {
+        let before = self.members.len();
+        self.members.retain(|m| m != member);
+        self.members.len() != before
+    }
+
+    /// Sets the host (holding the role since `since`), as decided elsewhere; it need not be a
+    /// member here (it may be connected to another instance).
+    pub fn set_host(&mut self, host: MemberId, since: u64) {
+        self.host = host;
+        self.host_since = since;
+    }
+
+    /// Makes the room self-sufficient (when this instance must serve alone): if the host is
+    /// not among the members, the longest-present member takes over. Returns the new host.
+    pub fn localize(&mut self, now_ms: u64) -> Option<MemberId> {
+        if self.is_member(&self.host) {
+            return None;
+        }
+        let first = self.members.first()?.clone();
+        self.host = first.clone();
+        self.host_since = now_ms;
+        Some(first)
     }
 
     /// Applies a host command at `now_ms`. Returns the position the command resolved to
@@ -336,24 +372,37 @@ mod tests {
         assert!(r.join("c".into()));
         assert!(!r.join("b".into()), "joining twice is a no-op");
         assert_eq!(r.user_count(), 3);
-        assert_eq!(r.leave("c"), Departure::Left { new_host: None });
+        assert_eq!(r.leave("c", 2), Departure::Left { new_host: None });
         assert!(r.join("d".into()));
         assert_eq!(
-            r.leave("a"),
+            r.leave("a", 3),
             Departure::Left {
                 new_host: Some("b".into())
             }
         );
-        assert_eq!(r.host(), "b");
+        assert_eq!((r.host(), r.host_since()), ("b", 3));
         assert_eq!(
-            r.leave("b"),
+            r.leave("b", 4),
             Departure::Left {
                 new_host: Some("d".into())
             }
         );
-        assert_eq!(r.leave("zz"), Departure::NotMember);
-        assert_eq!(r.leave("d"), Departure::Emptied);
+        assert_eq!(r.leave("zz", 5), Departure::NotMember);
+        assert_eq!(r.leave("d", 6), Departure::Emptied);
         assert_eq!(r.user_count(), 0);
+    }
+
+    #[test]
+    fn localize_promotes_a_member_when_the_host_is_elsewhere() {
+        let mut r = room();
+        r.join("b".into());
+        r.join("c".into());
+        assert_eq!(r.localize(9), None, "a local host stays");
+        r.set_host("remote".into(), 5);
+        assert!(r.drop_member("b"));
+        assert!(!r.drop_member("b"));
+        assert_eq!(r.localize(9), Some("a".into()));
+        assert_eq!((r.host(), r.host_since()), ("a", 9));
     }
 
     #[test]

@@ -32,6 +32,14 @@ fn help_documents_every_option_and_its_environment_variable() {
         "[env: SSE_KEEPALIVE_SECS=]",
         "--max-body-bytes",
         "--max-string-bytes",
+        "--redis-enabled",
+        "[env: REDIS_ENABLED=]",
+        "--redis-host",
+        "[env: REDIS_HOST=]",
+        "--redis-port",
+        "[env: REDIS_PORT=]",
+        "--redis-url",
+        "[env: REDIS_URL=]",
         "RUST_LOG",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");

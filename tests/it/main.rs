@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod cluster;
 mod positions;
 mod python;
 mod rooms;

@@ -68,8 +68,22 @@ pub async fn spawn_app(args: &[&str]) -> TestApp {
     spawn_app_in(data_dir, args).await
 }
 
+/// Server logs go to the test output when RUST_LOG is set (e.g. RUST_LOG=playsync=debug).
+fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 /// Starts a server on an existing data directory.
 pub async fn spawn_app_in(data_dir: tempfile::TempDir, args: &[&str]) -> TestApp {
+    init_tracing();
     let dir = data_dir.path().to_str().expect("utf-8 path").to_owned();
     let mut all = vec!["--data-dir", dir.as_str()];
     all.extend_from_slice(args);

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod process;
+pub mod redis;
 pub mod sio;
 pub mod sse;
 
