@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderValue, Method};
+use axum::serve::ListenerExt;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,14 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .max_payload(config.max_message_bytes as u64)
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
+        // Per-connection read buffer: client messages are small, and an idle connection
+        // should cost little (larger messages are read in several steps).
+        .ws_read_buffer_size(1024)
+        // Packets queued per socket before emits to it fail. engineioxide also closes a
+        // socket whose queue is full when its ping is due, so socketioxide's default (128)
+        // dropped healthy clients while hundreds joined a room at once (every join is
+        // announced to every member). Slots are allocated only when used.
+        .max_buffer_size(1024)
         .build_layer();
 
     let backplane = config
@@ -98,9 +107,46 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         // Layers wrap what is above them: the Socket.IO layer sees requests before the
         // routes, and CORS (outermost) also covers the Socket.IO long-polling responses.
         .layer(sio_layer)
+        .layer(axum::middleware::map_request(detach_socket_io_head))
         .layer(TraceLayer::new_for_http())
         .layer(cors_layer(&config));
     Ok(App { state, router, io })
+}
+
+/// socketioxide keeps every socket's request head for the socket's lifetime, and hyper
+/// parses the URI and header values as slices of its 8-16 KiB connection read buffer (axum
+/// adds a clone of the URI to the extensions), so each idle connection would pin that whole
+/// buffer. Copying the head of Socket.IO requests into their own small allocations lets the
+/// buffer go once the connection is upgraded.
+async fn detach_socket_io_head(req: axum::extract::Request) -> axum::extract::Request {
+    if !req.uri().path().starts_with("/socket.io") {
+        return req;
+    }
+    let (mut parts, body) = req.into_parts();
+    if let Ok(uri) = parts.uri.to_string().parse::<axum::http::Uri>() {
+        parts.uri = uri;
+    }
+    // axum's router keeps a clone of the original URI in the extensions.
+    if let Some(axum::extract::OriginalUri(original)) = parts.extensions.remove() {
+        let original = original
+            .to_string()
+            .parse()
+            .unwrap_or_else(|_| parts.uri.clone());
+        parts
+            .extensions
+            .insert(axum::extract::OriginalUri(original));
+    }
+    let mut headers = axum::http::HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    parts.headers = headers;
+    axum::extract::Request::from_parts(parts, body)
 }
 
 fn cors_layer(config: &Config) -> CorsLayer {
@@ -159,6 +205,13 @@ impl App {
         for listener in listeners {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "listening");
+            // Small real-time messages must not wait for Nagle's algorithm (with delayed
+            // ACKs that costs tens of milliseconds).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(listener, router.clone())
                 .with_graceful_shutdown(token.clone().cancelled_owned());
             servers.push(tokio::spawn(async move {

@@ -3,8 +3,10 @@
 //! in `record`, ordering and durability in `channel`.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -13,10 +15,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::WatchStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::channel::Published;
 use super::record::{Kind, parse_update};
@@ -206,51 +210,76 @@ impl Drop for ClientGuard {
     }
 }
 
-struct StreamState {
-    rx: watch::Receiver<Option<Arc<Published>>>,
+/// An SSE stream: the current state first (if newer than what the client has), then the
+/// newest state whenever it changes, `: keep-alive` after each `keepalive` of silence, and
+/// the end at shutdown.
+///
+/// Written out as a `Stream` so its futures persist across events: with a thousand streams
+/// per update, creating a timer and a cancellation waiter per event and stream is the
+/// largest cost of a broadcast after the writes themselves.
+struct SseStream {
+    changes: WatchStream<Option<Arc<Published>>>,
     /// Version the client already has; nothing at or below it is sent.
     seen: u64,
     keepalive: Duration,
-    shutdown: CancellationToken,
+    /// When the last bytes went out; the keep-alive timer is re-armed from it lazily.
+    last_sent: Instant,
+    idle: Pin<Box<Sleep>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     _guard: ClientGuard,
 }
 
-/// The current state first (if newer than `seen`), then the newest state whenever it
-/// changes, and `: keep-alive` after each `keepalive` of silence. Ends at shutdown.
 fn sse_stream(
-    mut rx: watch::Receiver<Option<Arc<Published>>>,
+    rx: watch::Receiver<Option<Arc<Published>>>,
     seen: u64,
     keepalive: Duration,
     shutdown: CancellationToken,
     guard: ClientGuard,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    rx.mark_changed();
-    let state = StreamState {
-        rx,
+) -> SseStream {
+    let now = Instant::now();
+    SseStream {
+        changes: WatchStream::new(rx),
         seen,
         keepalive,
-        shutdown,
+        last_sent: now,
+        idle: Box::pin(tokio::time::sleep_until(now + keepalive)),
+        shutdown: Box::pin(shutdown.cancelled_owned()),
         _guard: guard,
-    };
-    futures_util::stream::unfold(state, |mut s| async move {
+    }
+}
+
+impl Stream for SseStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.shutdown.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
         loop {
-            let changed = tokio::select! {
-                _ = s.shutdown.cancelled() => return None,
-                r = tokio::time::timeout(s.keepalive, s.rx.changed()) => r,
-            };
-            match changed {
-                Err(_silence) => return Some((Ok(KEEPALIVE), s)),
-                Ok(Err(_closed)) => return None,
-                Ok(Ok(())) => {
-                    let newest = s.rx.borrow_and_update().clone();
-                    if let Some(p) = newest
-                        && p.version() > s.seen
-                    {
-                        s.seen = p.version();
-                        return Some((Ok(p.sse.clone()), s));
-                    }
+            match self.changes.poll_next_unpin(cx) {
+                Poll::Ready(Some(Some(p))) if p.version() > self.seen => {
+                    self.seen = p.version();
+                    self.last_sent = Instant::now();
+                    return Poll::Ready(Some(Ok(p.sse.clone())));
                 }
+                // Nothing stored yet, or not newer than what the client has.
+                Poll::Ready(Some(_)) => continue,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
             }
         }
-    })
+        while self.idle.as_mut().poll(cx).is_ready() {
+            let due = self.last_sent + self.keepalive;
+            let now = Instant::now();
+            if now >= due {
+                self.last_sent = now;
+                let next = now + self.keepalive;
+                self.idle.as_mut().reset(next);
+                return Poll::Ready(Some(Ok(KEEPALIVE)));
+            }
+            // Events went out meanwhile: wait until the silence is long enough.
+            self.idle.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
 }
