@@ -6,9 +6,11 @@
 //! - [`positions`] (seed 2): one user's playback and scroll positions synced across devices over
 //!   Server-Sent Events and REST.
 //!
-//! [`cluster`] shares both across instances through Redis. [`server`] assembles them; [`config`] holds the options; [`clock`] and [`serial`] are
+//! [`cluster`] shares both across instances through Redis. [`server`] assembles them;
+//! [`bench`] is the load generator behind `playsync bench`; [`config`] holds the options; [`clock`] and [`serial`] are
 //! small shared utilities.
 
+pub mod bench;
 pub mod clock;
 pub mod cluster;
 pub mod config;

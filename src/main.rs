@@ -15,8 +15,19 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "playsync", version, about, long_about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     config: Config,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Run the server (what `playsync` without a command does).
+    Serve,
+    /// Load generator: drive a server with many real connections and print the results
+    /// (one JSON line on stdout, a summary on stderr). Targets are meant to be loopback.
+    Bench(playsync::bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -28,6 +39,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let listeners = server::bind(&cli.config.listen_addrs()).await?;
-    server::run(cli.config, listeners, server::shutdown_signal()).await
+    match cli.command {
+        Some(Command::Bench(args)) => playsync::bench::run(args).await.map(|_| ()),
+        None | Some(Command::Serve) => {
+            let listeners = server::bind(&cli.config.listen_addrs()).await?;
+            server::run(cli.config, listeners, server::shutdown_signal()).await
+        }
+    }
 }

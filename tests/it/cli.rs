@@ -41,6 +41,7 @@ fn help_documents_every_option_and_its_environment_variable() {
         "--redis-url",
         "[env: REDIS_URL=]",
         "RUST_LOG",
+        "bench",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }

@@ -1,0 +1,132 @@
+//! A smoke run of every `playsync bench` scenario with a few connections for a few seconds,
+//! so the load generator keeps working. Results are checked for completeness, never timing.
+
+use serde_json::Value;
+
+use crate::support::app::spawn_app;
+use crate::support::redis::RedisServer;
+
+async fn bench(args: &[&str]) -> Vec<Value> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_playsync"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .await
+        .expect("run playsync bench");
+    assert!(
+        out.status.success(),
+        "bench {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON result per line"))
+        .collect()
+}
+
+fn delivered_everything(r: &Value) {
+    assert!(r["expected"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["received"], r["expected"], "{r}");
+    assert_eq!(r["loss"].as_f64(), Some(0.0), "{r}");
+}
+
+#[tokio::test]
+async fn every_scenario_runs_against_a_real_server() {
+    let app = spawn_app(&[]).await;
+    let target = app.base();
+    let pid = std::process::id().to_string();
+    let common = [
+        "--target",
+        &target,
+        "--server-pid",
+        &pid,
+        "--label",
+        "smoke",
+    ];
+
+    let fanout = bench(
+        &[
+            &["fanout"][..],
+            &common,
+            &[
+                "--rooms",
+                "2",
+                "--listeners",
+                "3",
+                "--rate",
+                "5",
+                "--duration",
+                "1",
+            ],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(fanout[0]["scenario"], "fanout");
+    delivered_everything(&fanout[0]);
+    assert!(fanout[0]["latency_ms"]["p99"].as_f64().is_some());
+
+    let idle = bench(
+        &[
+            &["idle"][..],
+            &common,
+            &["--connections", "20", "--hold", "1"],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(idle[0]["alive"], 20);
+    assert!(idle[0]["rss_kib_per_connection"].as_f64().is_some());
+
+    let sse = bench(
+        &[
+            &["sse"][..],
+            &common,
+            &["--subscribers", "5", "--rate", "10", "--duration", "1"],
+        ]
+        .concat(),
+    )
+    .await;
+    delivered_everything(&sse[0]);
+    assert!(sse[0]["put_ms"]["p99"].as_f64().is_some());
+}
+
+#[tokio::test]
+async fn the_cluster_scenario_spans_two_instances() {
+    let redis = RedisServer::start().await;
+    let a = spawn_app(&["--redis-url", &redis.url()]).await;
+    let b = spawn_app(&["--redis-url", &redis.url()]).await;
+    for app in [&a, &b] {
+        crate::support::eventually("redis to connect", || async {
+            let h = app.get_json("/health").await.1;
+            (h["redis_connected"] == true).then_some(())
+        })
+        .await;
+    }
+    let results = bench(&[
+        "cluster",
+        "--target",
+        &a.base(),
+        "--target",
+        &b.base(),
+        "--rooms",
+        "1",
+        "--listeners",
+        "4",
+        "--rate",
+        "5",
+        "--duration",
+        "1",
+        "--subscribers",
+        "4",
+        "--put-rate",
+        "10",
+    ])
+    .await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["scenario"], "cluster-fanout");
+    assert_eq!(results[1]["scenario"], "cluster-sse");
+    for r in &results {
+        delivered_everything(r);
+    }
+}
