@@ -72,6 +72,12 @@ impl SioClient {
         ws.send(Message::text("40")).await?;
         loop {
             let frame = next_text(&mut ws).await?;
+            // The server may ping before it confirms the namespace; unanswered, that ping
+            // costs the connection 20 s later.
+            if frame == "2" {
+                ws.send(Message::text("3")).await?;
+                continue;
+            }
             if frame.starts_with("40") {
                 return Ok(SioClient { ws });
             }

@@ -244,9 +244,12 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
             };
             let mut latencies: Vec<u32> = Vec::new();
             let mut received = 0u64;
+            // One cancellation future for the whole loop, not one per message.
+            let cancelled = stop.cancelled();
+            tokio::pin!(cancelled);
             loop {
                 let next = tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = &mut cancelled => break,
                     next = l.next() => next,
                 };
                 match next {
@@ -374,48 +377,54 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<serde_json::Value> {
     let pid = c.server_pids.first().copied();
     let rss_before = pid.and_then(rss_kib);
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
-    let mut opens = Vec::with_capacity(a.connections);
+    let stop = CancellationToken::new();
+    let pings = Arc::new(AtomicU64::new(0));
+    // Each connection answers pings from the moment it opens, as a real client does (the
+    // server may ping at once and drop a client that stays silent).
+    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::channel::<bool>(1024);
+    let mut holders = Vec::with_capacity(a.connections);
     for i in 0..a.connections {
         let addr = addrs[i % addrs.len()];
-        let gate = gate.clone();
-        opens.push(tokio::spawn(async move {
-            let _permit = gate.acquire_owned().await?;
-            SioClient::connect(addr).await
+        let (gate, stop, pings, opened_tx) =
+            (gate.clone(), stop.clone(), pings.clone(), opened_tx.clone());
+        holders.push(tokio::spawn(async move {
+            let conn = {
+                let _permit = gate.acquire_owned().await;
+                SioClient::connect(addr).await
+            };
+            let Ok(mut conn) = conn else {
+                let _ = opened_tx.send(false).await;
+                return false;
+            };
+            let _ = opened_tx.send(true).await;
+            let cancelled = stop.cancelled();
+            tokio::pin!(cancelled);
+            loop {
+                tokio::select! {
+                    _ = &mut cancelled => return true,
+                    next = conn.next() => match next {
+                        Some(Ok(_)) => {
+                            pings.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(Err(_)) | None => return false,
+                    },
+                }
+            }
         }));
     }
-    let mut conns = Vec::with_capacity(a.connections);
+    drop(opened_tx);
     let mut failed = 0usize;
-    for o in opens {
-        match o.await? {
-            Ok(conn) => conns.push(conn),
-            Err(_) => failed += 1,
+    for _ in 0..a.connections {
+        if !opened_rx.recv().await.unwrap_or(false) {
+            failed += 1;
         }
     }
     // Let the server settle before reading its memory.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_connected = pid.and_then(rss_kib);
     let meters = Meters::start(&c.server_pids);
-    let pings = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(a.hold);
-    let mut holders = Vec::with_capacity(conns.len());
-    for mut conn in conns {
-        let pings = pings.clone();
-        holders.push(tokio::spawn(async move {
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return true;
-                }
-                match tokio::time::timeout(left, conn.next()).await {
-                    Err(_) => return true,
-                    Ok(Some(Ok(_))) => {
-                        pings.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(Some(Err(_)) | None) => return false,
-                }
-            }
-        }));
-    }
+    tokio::time::sleep(Duration::from_secs(a.hold)).await;
+    stop.cancel();
     let mut alive = 0usize;
     for h in holders {
         if h.await? {
@@ -509,9 +518,11 @@ async fn sse(a: &SseArgs, scenario: &str) -> anyhow::Result<serde_json::Value> {
         readers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut seen = std::collections::HashSet::new();
+            let cancelled = stop.cancelled();
+            tokio::pin!(cancelled);
             loop {
                 let next = tokio::select! {
-                    _ = stop.cancelled() => break,
+                    _ = &mut cancelled => break,
                     next = r.next_data() => next,
                 };
                 match next {
