@@ -481,3 +481,142 @@ async fn a_frozen_redis_never_holds_requests_for_long() {
         json!(14)
     );
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is required for the TLS test");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_a_password() {
+    // A private CA and a server certificate for 127.0.0.1.
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=playsync test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+
+    let port = free_port();
+    let _redis = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--tls-cert-file",
+            "server.pem",
+            "--tls-key-file",
+            "server.key",
+        ])
+        .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+        .args([
+            "--requirepass",
+            "s3cret",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server");
+
+    // The CA is trusted through the system trust store's SSL_CERT_FILE override.
+    let ca = dir.join("ca.pem").display().to_string();
+    let data = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = |url: String, d: &tempfile::TempDir| {
+        vec![
+            ("REDIS_URL", url),
+            ("SSL_CERT_FILE", ca.clone()),
+            ("TTS_DATA_DIR", d.path().display().to_string()),
+        ]
+    };
+    let good = format!("rediss://:s3cret@127.0.0.1:{port}");
+    let a = Server::start(&env(good.clone(), &data.0)).await;
+    let b = Server::start(&env(good, &data.1)).await;
+    wait_connected(&a.base(), true).await;
+    wait_connected(&b.base(), true).await;
+    let answer = put(&a.base(), "/api/scroll-position", json!({"scrollTop": 404})).await;
+    let (_, on_b) = get(&b.base(), "/api/scroll-position").await;
+    assert_eq!(on_b["timestamp"], answer["timestamp"]);
+
+    // A wrong password never connects, and the instance serves on its own.
+    let data3 = tempfile::tempdir().unwrap();
+    let wrong = Server::start(&env(format!("rediss://:wrong@127.0.0.1:{port}"), &data3)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    wait_connected(&wrong.base(), false).await;
+    put(
+        &wrong.base(),
+        "/api/scroll-position",
+        json!({"scrollTop": 1}),
+    )
+    .await;
+}
