@@ -67,6 +67,12 @@ pub struct Common {
     pub connect_concurrency: usize,
 }
 
+impl Common {
+    fn addrs(&self) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+        self.targets.iter().map(|t| target_addr(t)).collect()
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
     #[command(flatten)]
@@ -189,11 +195,7 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
         a.rate > 0.0 && a.rate <= 10_000.0,
         "rate must be in (0, 10000]"
     );
-    let addrs: Vec<_> = c
-        .targets
-        .iter()
-        .map(|t| target_addr(t))
-        .collect::<anyhow::Result<_>>()?;
+    let addrs = c.addrs()?;
     let run_id = crate::clock::now_ms() % 1_000_000;
     let epoch = Instant::now();
     let stop = CancellationToken::new();
@@ -369,11 +371,7 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
 async fn idle(a: &IdleArgs) -> anyhow::Result<serde_json::Value> {
     let c = &a.common;
     check_bounds(a.connections, a.hold)?;
-    let addrs: Vec<_> = c
-        .targets
-        .iter()
-        .map(|t| target_addr(t))
-        .collect::<anyhow::Result<_>>()?;
+    let addrs = c.addrs()?;
     let pid = c.server_pids.first().copied();
     let rss_before = pid.and_then(rss_kib);
     let gate = Arc::new(Semaphore::new(c.connect_concurrency.max(1)));
@@ -475,11 +473,7 @@ async fn sse(a: &SseArgs, scenario: &str) -> anyhow::Result<serde_json::Value> {
         a.rate > 0.0 && a.rate <= 10_000.0,
         "rate must be in (0, 10000]"
     );
-    let addrs: Vec<_> = c
-        .targets
-        .iter()
-        .map(|t| target_addr(t))
-        .collect::<anyhow::Result<_>>()?;
+    let addrs = c.addrs()?;
     let epoch = Instant::now();
     let total = (a.rate * a.duration as f64).ceil() as usize;
     // Send instants by sequence number (the PUT's lastPlayedIndex), in µs since `epoch`.

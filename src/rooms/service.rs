@@ -259,6 +259,22 @@ impl Rooms {
         }
     }
 
+    /// Registers an empty slot for a new room, already locked so nobody sees the room half
+    /// made. `None` if the key is taken.
+    async fn claim_slot(
+        &self,
+        key: &str,
+    ) -> Option<(Slot, tokio::sync::OwnedMutexGuard<Option<Entry>>)> {
+        let slot: Slot = Arc::new(AsyncMutex::new(None));
+        let guard = slot.clone().lock_owned().await;
+        let mut map = self.map();
+        if map.contains_key(key) {
+            return None;
+        }
+        map.insert(key.to_owned(), slot.clone());
+        Some((slot, guard))
+    }
+
     /// Number of live rooms (across instances while Redis is up).
     pub async fn count(&self) -> usize {
         if let Some(bp) = self.shared()
@@ -285,16 +301,9 @@ impl Rooms {
         }
         self.leave(conn).await;
         let member = conn.member_id();
-        let slot: Slot = Arc::new(AsyncMutex::new(None));
-        // Hold the new room's lock before publishing it, so nobody sees it half made.
-        let mut guard = slot.clone().lock_owned().await;
-        {
-            let mut map = self.map();
-            if map.contains_key(&room.key) {
-                return Err(room_exists(&room));
-            }
-            map.insert(room.key.clone(), slot);
-        }
+        let Some((_, mut guard)) = self.claim_slot(&room.key).await else {
+            return Err(room_exists(&room));
+        };
         let created = Room::create(room.clone(), member.clone(), track, time, now_ms());
         let entry = guard.insert(Entry::local(created, self.backplane.is_some()));
         *conn.room() = Some(room.key.clone());
@@ -332,15 +341,9 @@ impl Rooms {
         let member = conn.member_id();
         // The room's lock is held across the script, so its published fact, coming back
         // through the subscription, waits until this instance has applied it.
-        let slot: Slot = Arc::new(AsyncMutex::new(None));
-        let mut guard = slot.clone().lock_owned().await;
-        {
-            let mut map = self.map();
-            if map.contains_key(&room.key) {
-                return Shared::Done(Err(room_exists(room)));
-            }
-            map.insert(room.key.clone(), slot.clone());
-        }
+        let Some((slot, mut guard)) = self.claim_slot(&room.key).await else {
+            return Shared::Done(Err(room_exists(room)));
+        };
         let fact = match shared::create(bp, room, &member, track, time, now_ms()).await {
             Ok(Outcome::Done(fact)) => fact,
             other => {

@@ -100,13 +100,7 @@ async fn a_put_is_stored_broadcast_and_answered_like_the_seed() {
 async fn sse_responses_carry_the_seed_headers() {
     let app = spawn_app(&[]).await;
     for path in ["/api/events/playback", "/api/events/scroll"] {
-        let resp = app
-            .http
-            .get(app.url(path))
-            .header("Origin", "https://reader.example")
-            .send()
-            .await
-            .unwrap();
+        let resp = app.get_from("https://reader.example", path).await;
         let h = resp.headers();
         assert_eq!(h["content-type"], "text/event-stream");
         assert_eq!(h["cache-control"], "no-cache");
@@ -116,22 +110,12 @@ async fn sse_responses_carry_the_seed_headers() {
     }
     // REST answers are CORS-open too.
     let resp = app
-        .http
-        .get(app.url("/api/scroll-position"))
-        .header("Origin", "https://reader.example")
-        .send()
-        .await
-        .unwrap();
+        .get_from("https://reader.example", "/api/scroll-position")
+        .await;
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let preflight = app
-        .http
-        .request(reqwest::Method::OPTIONS, app.url("/api/playback-position"))
-        .header("Origin", "https://reader.example")
-        .header("Access-Control-Request-Method", "PUT")
-        .header("Access-Control-Request-Headers", "content-type")
-        .send()
-        .await
-        .unwrap();
+        .preflight("https://reader.example", "/api/playback-position", "PUT")
+        .await;
     assert!(preflight.status().is_success());
     let methods = preflight.headers()["access-control-allow-methods"]
         .to_str()

@@ -708,57 +708,33 @@ async fn http_status_and_room_endpoints_have_the_seed_shapes() {
 #[tokio::test]
 async fn cors_is_open_by_default_and_restricted_by_cors_origins() {
     let app = spawn_app(&[]).await;
-    let resp = app
-        .http
-        .get(app.url("/rooms"))
-        .header("Origin", "https://anywhere.example")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_from("https://anywhere.example", "/rooms").await;
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
     let preflight = app
-        .http
-        .request(
-            reqwest::Method::OPTIONS,
-            app.url("/socket.io/?EIO=4&transport=polling"),
+        .preflight(
+            "https://anywhere.example",
+            "/socket.io/?EIO=4&transport=polling",
+            "POST",
         )
-        .header("Origin", "https://anywhere.example")
-        .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "content-type")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert!(preflight.status().is_success());
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     // Socket.IO long-polling responses carry the header too.
     let handshake = app
-        .http
-        .get(app.url("/socket.io/?EIO=4&transport=polling"))
-        .header("Origin", "https://anywhere.example")
-        .send()
-        .await
-        .unwrap();
+        .get_from(
+            "https://anywhere.example",
+            "/socket.io/?EIO=4&transport=polling",
+        )
+        .await;
     assert_eq!(handshake.headers()["access-control-allow-origin"], "*");
 
     let app = spawn_app(&["--cors-origins", "https://ok.example"]).await;
-    let ok = app
-        .http
-        .get(app.url("/rooms"))
-        .header("Origin", "https://ok.example")
-        .send()
-        .await
-        .unwrap();
+    let ok = app.get_from("https://ok.example", "/rooms").await;
     assert_eq!(
         ok.headers()["access-control-allow-origin"],
         "https://ok.example"
     );
-    let other = app
-        .http
-        .get(app.url("/rooms"))
-        .header("Origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+    let other = app.get_from("https://evil.example", "/rooms").await;
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 

@@ -36,6 +36,28 @@ impl TestApp {
         (status, resp.json().await.expect("response is not JSON"))
     }
 
+    /// A GET sent with an `Origin` header, as a browser on another site sends it.
+    pub async fn get_from(&self, origin: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .header("Origin", origin)
+            .send()
+            .await
+            .expect("GET failed")
+    }
+
+    /// The CORS preflight a browser sends before `method` on `path` from `origin`.
+    pub async fn preflight(&self, origin: &str, path: &str, method: &str) -> reqwest::Response {
+        self.http
+            .request(reqwest::Method::OPTIONS, self.url(path))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", method)
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+            .await
+            .expect("OPTIONS failed")
+    }
+
     pub fn data_path(&self) -> &std::path::Path {
         self.data_dir.as_ref().expect("data dir").path()
     }
