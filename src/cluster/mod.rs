@@ -15,7 +15,11 @@
 //!   shared rooms, which hands their host role over;
 //! - delivery: messages from other instances are applied to local rooms and streams.
 //!
-//! Socket.IO keeps its in-process adapter: local delivery never depends on Redis.
+//! Socket.IO keeps its in-process adapter, so delivery to this process's clients never fails
+//! because of Redis: a room change is decided by a Redis script (which also publishes it) and
+//! then emitted locally; if the script fails or misses its deadline, Redis is marked down and
+//! the change is applied and emitted from memory instead. Positions are stored and delivered
+//! locally first, then published.
 
 pub mod positions;
 pub mod probe;
