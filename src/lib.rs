@@ -7,8 +7,8 @@
 //!   Server-Sent Events and REST.
 //!
 //! [`cluster`] shares both across instances through Redis. [`server`] assembles them;
-//! [`bench`] is the load generator behind `playsync bench`; [`config`] holds the options; [`clock`] and [`serial`] are
-//! small shared utilities.
+//! [`bench`] is the load generator behind `playsync bench`; [`config`] holds the options;
+//! [`clock`] and [`serial`] are small shared utilities.
 
 pub mod bench;
 pub mod clock;

@@ -432,27 +432,17 @@ impl Supervisor {
         }
     }
 
-    /// At shutdown: remove this instance's members at once (no waiting for the TTL).
+    /// At shutdown: drop the liveness key at once, so another instance sweeps whatever
+    /// members the closing sockets did not remove themselves, without waiting for the TTL.
+    /// (The instance stays listed: the sweeper finds dead instances through that list.)
     async fn leave_cluster(&self) {
         if !self.bp.is_up() {
             return;
         }
-        let (instances, alive, id) = (
-            key("instances"),
-            key(&format!("alive:{}", self.bp.instance())),
-            self.bp.instance(),
-        );
+        let alive = key(&format!("alive:{}", self.bp.instance()));
         let _ = self
             .bp
-            .call(|mut c| async move {
-                redis::pipe()
-                    .srem(&instances, &id)
-                    .ignore()
-                    .del(&alive)
-                    .ignore()
-                    .query_async::<()>(&mut c)
-                    .await
-            })
+            .call(|mut c| async move { c.del::<_, ()>(&alive).await })
             .await;
     }
 }

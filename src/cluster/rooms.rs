@@ -299,12 +299,16 @@ fn fact_from_hash(
     })
 }
 
+/// The keys of every shared room.
+async fn room_keys_all(bp: &Backplane) -> Result<Vec<String>> {
+    let rooms_key = key("rooms");
+    bp.call_up(|mut c| async move { redis::AsyncCommands::smembers(&mut c, &rooms_key).await })
+        .await
+}
+
 /// Every room, as stored.
 pub async fn list(bp: &Backplane) -> Result<Vec<Fact>> {
-    let rooms_key = key("rooms");
-    let keys: Vec<String> = bp
-        .call_up(|mut c| async move { redis::AsyncCommands::smembers(&mut c, &rooms_key).await })
-        .await?;
+    let keys = room_keys_all(bp).await?;
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -341,18 +345,19 @@ async fn owned_members(
     bp: &Backplane,
     is_owner: impl Fn(&str) -> bool,
 ) -> Result<Vec<(String, String, String)>> {
-    let rooms_key = key("rooms");
-    let keys: Vec<String> = bp
-        .call_up(|mut c| async move { redis::AsyncCommands::smembers(&mut c, &rooms_key).await })
+    let keys = room_keys_all(bp).await?;
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for k in &keys {
+        pipe.hgetall(room_keys(k).owners);
+    }
+    let owners: Vec<std::collections::HashMap<String, String>> = bp
+        .call_up(|mut c| async move { pipe.query_async(&mut c).await })
         .await?;
     let mut found = Vec::new();
-    for k in keys {
-        let owners_key = room_keys(&k).owners;
-        let owners: std::collections::HashMap<String, String> = bp
-            .call_up(
-                |mut c| async move { redis::AsyncCommands::hgetall(&mut c, &owners_key).await },
-            )
-            .await?;
+    for (k, owners) in keys.iter().zip(owners) {
         for (member, owner) in owners {
             if is_owner(&owner) {
                 found.push((k.clone(), member, owner));

@@ -146,6 +146,25 @@ impl Room {
         }
     }
 
+    /// A room as the shared state describes it, before any member of this instance joins:
+    /// its host may be connected elsewhere.
+    pub fn shared(
+        id: RoomId,
+        created_at: u64,
+        host: MemberId,
+        host_since: u64,
+        play: PlayState,
+    ) -> Self {
+        Room {
+            id,
+            created_at,
+            play,
+            host,
+            host_since,
+            members: Vec::new(),
+        }
+    }
+
     pub fn host(&self) -> &str {
         &self.host
     }

@@ -43,30 +43,26 @@ struct Entry {
 }
 
 impl Entry {
-    fn local(room: Room, dirty: bool) -> Self {
+    fn local(room: Room) -> Self {
         Entry {
             count: room.user_count(),
             room,
             version: 0,
-            dirty,
+            dirty: false,
         }
     }
 
     /// A mirror of a shared room, with no local members yet and a count of 0, so applying
     /// the fact announces the count to the members about to join.
     fn mirror(fact: &Fact) -> Self {
-        let mut room = Room::create(
-            fact.room_id(),
-            fact.host.clone(),
-            fact.track.clone(),
-            fact.time,
-            fact.created_at,
-        );
-        room.drop_member(&fact.host);
-        room.set_host(fact.host.clone(), fact.host_since);
-        room.play = fact.play();
         Entry {
-            room,
+            room: Room::shared(
+                fact.room_id(),
+                fact.created_at,
+                fact.host.clone(),
+                fact.host_since,
+                fact.play(),
+            ),
             count: 0,
             version: 0,
             dirty: false,
@@ -259,6 +255,11 @@ impl Rooms {
         }
     }
 
+    /// Records that `entry` changed without Redis, so it is merged when Redis is back.
+    fn changed_locally(&self, entry: &mut Entry) {
+        entry.dirty |= self.backplane.is_some();
+    }
+
     /// Registers an empty slot for a new room, already locked so nobody sees the room half
     /// made. `None` if the key is taken.
     async fn claim_slot(
@@ -305,7 +306,8 @@ impl Rooms {
             return Err(room_exists(&room));
         };
         let created = Room::create(room.clone(), member.clone(), track, time, now_ms());
-        let entry = guard.insert(Entry::local(created, self.backplane.is_some()));
+        let entry = guard.insert(Entry::local(created));
+        self.changed_locally(entry);
         *conn.room() = Some(room.key.clone());
         self.join_channel(conn.sid, &room.key);
         tracing::info!(room = %room.key, host = %member, "room created");
@@ -388,7 +390,7 @@ impl Rooms {
         let newly_joined = entry.room.join(member.clone());
         if newly_joined {
             entry.count = entry.room.user_count();
-            entry.dirty |= self.backplane.is_some();
+            self.changed_locally(entry);
             *conn.room() = Some(room.key.clone());
             self.join_channel(conn.sid, &room.key);
             tracing::debug!(room = %room.key, member = %member, users = entry.count, "member joined");
@@ -488,7 +490,7 @@ impl Rooms {
             .room
             .control(conn.member_id().as_str(), cmd, now)
             .map_err(|Refusal::NotHost| not_host())?;
-        entry.dirty |= self.backplane.is_some();
+        self.changed_locally(entry);
         let payload = ControlEvent {
             track: (event == "track_change").then_some(&entry.room.play.track),
             current_time: time,
@@ -610,7 +612,7 @@ impl Rooms {
             }
             Departure::Left { new_host } => {
                 entry.count = entry.room.user_count();
-                entry.dirty |= self.backplane.is_some();
+                self.changed_locally(entry);
                 tracing::debug!(room = %key, member = %member, users = entry.count, "member left");
                 if let Some(host) = new_host {
                     tracing::info!(room = %key, host = %host, "host handed over");
