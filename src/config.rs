@@ -46,6 +46,15 @@ pub struct Config {
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Milliseconds between the server's Socket.IO (Engine.IO) pings.
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub ping_interval_ms: u64,
+
+    /// Milliseconds a client has to answer a ping before it is disconnected (and leaves its
+    /// room).
+    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub ping_timeout_ms: u64,
+
     /// Directory of the durable position records (the positions seed's `TTS_DATA_DIR`);
     /// created if missing.
     #[arg(long, env = "TTS_DATA_DIR", default_value = "./data")]
@@ -111,6 +120,14 @@ impl RedisConfig {
 }
 
 impl Config {
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+
     /// A configuration from command-line style arguments (environment fallbacks apply), for
     /// tests and tools that build a server in-process.
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>

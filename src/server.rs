@@ -22,7 +22,8 @@ use tower_http::trace::TraceLayer;
 use crate::cluster::{self, Backplane};
 use crate::config::Config;
 use crate::positions::{self, Positions};
-use crate::rooms::{self, Rooms};
+use crate::rooms::hub::Hub;
+use crate::rooms::{self, Rooms, websocket};
 
 /// How long shutdown waits for open connections to finish before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -44,12 +45,16 @@ pub struct App {
     pub state: AppState,
     router: Router,
     io: SocketIo,
+    /// Background tasks and WebSocket-transport connections, awaited on shutdown.
+    tasks: TaskTracker,
 }
 
 /// Builds the application from its configuration.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let config = Arc::new(config);
     let (sio_layer, io) = SocketIo::builder()
+        .ping_interval(config.ping_interval())
+        .ping_timeout(config.ping_timeout())
         .max_payload(config.max_message_bytes as u64)
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
@@ -68,8 +73,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .target()
         .map(|url| Backplane::new(&url))
         .transpose()?;
+    let hub = Hub::new(io.clone());
     let rooms = Rooms::new(
-        io.clone(),
+        hub.clone(),
         rooms::protocol::Limits {
             max_track_bytes: config.max_track_bytes,
         },
@@ -93,24 +99,48 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         )
     })?;
 
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let websocket = websocket::Transport::new(
+        hub,
+        rooms.clone(),
+        websocket::Settings {
+            ping_interval: config.ping_interval(),
+            ping_timeout: config.ping_timeout(),
+            connect_timeout: Duration::from_secs(45),
+            max_payload: config.max_message_bytes,
+        },
+        tasks.clone(),
+        shutdown.clone(),
+    );
     let state = AppState {
         config: config.clone(),
         rooms,
         positions,
         backplane,
-        shutdown: CancellationToken::new(),
+        shutdown,
     };
     let router = Router::new()
         .merge(rooms::http::router())
         .merge(positions::http::router())
         .with_state(state.clone())
         // Layers wrap what is above them: the Socket.IO layer sees requests before the
-        // routes, and CORS (outermost) also covers the Socket.IO long-polling responses.
+        // routes, our WebSocket transport takes its connections before socketioxide, and
+        // CORS (outermost) also covers the Socket.IO long-polling responses.
         .layer(sio_layer)
         .layer(axum::middleware::map_request(detach_socket_io_head))
+        .layer(axum::middleware::from_fn_with_state(
+            websocket,
+            websocket::Transport::intercept,
+        ))
         .layer(TraceLayer::new_for_http())
         .layer(cors_layer(&config));
-    Ok(App { state, router, io })
+    Ok(App {
+        state,
+        router,
+        io,
+        tasks,
+    })
 }
 
 /// socketioxide keeps every socket's request head for the socket's lifetime, and hyper
@@ -187,9 +217,13 @@ impl App {
         listeners: Vec<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let App { state, router, io } = self;
+        let App {
+            state,
+            router,
+            io,
+            tasks,
+        } = self;
         let token = state.shutdown.clone();
-        let tasks = TaskTracker::new();
 
         tasks.spawn(sweep_rooms(state.clone()));
         if let Some(bp) = &state.backplane {

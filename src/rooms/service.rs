@@ -16,12 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
-use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
 use tokio::sync::Mutex as AsyncMutex;
 
+use super::hub::Hub;
 use super::model::{Control, Departure, MemberId, PlaySnapshot, PlayState, Refusal, Room, RoomId};
 use super::protocol::{ErrorCode, Invalid, Limits};
 use crate::clock::now_ms;
@@ -104,15 +102,10 @@ pub type Reply = Value;
 
 /// The rooms of this process.
 pub struct Rooms {
-    io: SocketIo,
+    hub: Arc<Hub>,
     limits: Limits,
     rooms: Mutex<HashMap<String, Slot>>,
     backplane: Option<Backplane>,
-}
-
-/// Socket.IO room name of a playsync room (prefixed so it never collides with a socket id).
-fn channel(key: &str) -> String {
-    format!("room:{key}")
 }
 
 /// The payload of a host command broadcast: the seed's fields plus `server_time`.
@@ -214,9 +207,9 @@ enum Shared<T> {
 }
 
 impl Rooms {
-    pub fn new(io: SocketIo, limits: Limits, backplane: Option<Backplane>) -> Arc<Self> {
+    pub fn new(hub: Arc<Hub>, limits: Limits, backplane: Option<Backplane>) -> Arc<Self> {
         Arc::new(Self {
-            io,
+            hub,
             limits,
             rooms: Mutex::new(HashMap::new()),
             backplane,
@@ -309,17 +302,18 @@ impl Rooms {
         let entry = guard.insert(Entry::local(created));
         self.changed_locally(entry);
         *conn.room() = Some(room.key.clone());
-        self.join_channel(conn.sid, &room.key);
+        self.hub.join(conn.sid, &room.key);
         tracing::info!(room = %room.key, host = %member, "room created");
         let reply = json!({"room_id": room.raw, "user_count": 1, "host_id": member});
-        self.emit_to(conn.sid, "room_created", &reply);
-        self.emit_room(
-            &room.key,
-            None,
-            "room_users",
-            &json!({"count": entry.count}),
-        )
-        .await;
+        self.hub.emit_to(conn.sid, "room_created", &reply);
+        self.hub
+            .emit_room(
+                &room.key,
+                None,
+                "room_users",
+                &json!({"count": entry.count}),
+            )
+            .await;
         Ok(reply)
     }
 
@@ -359,10 +353,10 @@ impl Rooms {
         let entry = guard.insert(Entry::mirror(&fact));
         entry.room.join(member.clone());
         *conn.room() = Some(room.key.clone());
-        self.join_channel(conn.sid, &room.key);
+        self.hub.join(conn.sid, &room.key);
         tracing::info!(room = %room.key, host = %member, "room created (shared)");
         let reply = json!({"room_id": room.raw, "user_count": fact.count, "host_id": member});
-        self.emit_to(conn.sid, "room_created", &reply);
+        self.hub.emit_to(conn.sid, "room_created", &reply);
         self.apply_fact(entry, &fact).await;
         Shared::Done(Ok(reply))
     }
@@ -392,23 +386,24 @@ impl Rooms {
             entry.count = entry.room.user_count();
             self.changed_locally(entry);
             *conn.room() = Some(room.key.clone());
-            self.join_channel(conn.sid, &room.key);
+            self.hub.join(conn.sid, &room.key);
             tracing::debug!(room = %room.key, member = %member, users = entry.count, "member joined");
         }
         let described = Described::of_entry(entry);
         let view = described.for_client(&room.raw, now_ms());
-        self.emit_to(conn.sid, "room_joined", &view);
+        self.hub.emit_to(conn.sid, "room_joined", &view);
         if newly_joined {
-            self.emit_room(
-                &room.key,
-                None,
-                "room_users",
-                &json!({"count": entry.count}),
-            )
-            .await;
+            self.hub
+                .emit_room(
+                    &room.key,
+                    None,
+                    "room_users",
+                    &json!({"count": entry.count}),
+                )
+                .await;
         }
         if !entry.room.play.track.is_null() {
-            self.emit_to(conn.sid, "sync_state", &view.play);
+            self.hub.emit_to(conn.sid, "sync_state", &view.play);
         }
         Ok(to_value(&view))
     }
@@ -453,15 +448,15 @@ impl Rooms {
         let entry = guard.get_or_insert_with(|| Entry::mirror(&fact));
         if entry.room.join(member.clone()) {
             *conn.room() = Some(room.key.clone());
-            self.join_channel(conn.sid, &room.key);
+            self.hub.join(conn.sid, &room.key);
             tracing::debug!(room = %room.key, member = %member, users = fact.count, "member joined (shared)");
         }
         let described = Described::of_fact(&fact);
         let view = described.for_client(&room.raw, now_ms());
-        self.emit_to(conn.sid, "room_joined", &view);
+        self.hub.emit_to(conn.sid, "room_joined", &view);
         self.apply_fact(entry, &fact).await;
         if !fact.track.is_null() {
-            self.emit_to(conn.sid, "sync_state", &view.play);
+            self.hub.emit_to(conn.sid, "sync_state", &view.play);
         }
         Shared::Done(Ok(to_value(&view)))
     }
@@ -497,7 +492,8 @@ impl Rooms {
             server_time: now,
         };
         tracing::trace!(room = %room.key, event, time, "host command");
-        self.emit_room(&room.key, Some(conn.sid), event, &payload)
+        self.hub
+            .emit_room(&room.key, Some(conn.sid), event, &payload)
             .await;
         Ok(json!({"current_time": time, "server_time": now}))
     }
@@ -558,7 +554,7 @@ impl Rooms {
                 to_value(&Described::of_entry(entry).for_client(&room.raw, now))
             }
         };
-        self.emit_to(conn.sid, "room_state", &reply);
+        self.hub.emit_to(conn.sid, "room_state", &reply);
         Ok(reply)
     }
 
@@ -578,7 +574,7 @@ impl Rooms {
         let Some(key) = conn.room().take() else {
             return;
         };
-        self.leave_channel(conn.sid, &key);
+        self.hub.leave(conn.sid, &key);
         let member = conn.member_id();
         let Some(slot) = self.slot(&key) else {
             return;
@@ -616,13 +612,14 @@ impl Rooms {
                 tracing::debug!(room = %key, member = %member, users = entry.count, "member left");
                 if let Some(host) = new_host {
                     tracing::info!(room = %key, host = %host, "host handed over");
-                    self.emit_to_member(
+                    self.hub.emit_to_member(
                         &host,
                         "become_host",
                         &json!({"room_id": entry.room.id.raw}),
                     );
                 }
-                self.emit_room(&key, None, "room_users", &json!({"count": entry.count}))
+                self.hub
+                    .emit_room(&key, None, "room_users", &json!({"count": entry.count}))
                     .await;
             }
         }
@@ -645,14 +642,15 @@ impl Rooms {
         let key = &fact.room;
         if host_changed && entry.room.is_member(&fact.host) {
             tracing::info!(room = %key, host = %fact.host, "host handed over");
-            self.emit_to_member(
+            self.hub.emit_to_member(
                 &fact.host,
                 "become_host",
                 &json!({"room_id": entry.room.id.raw}),
             );
         }
         if count_changed {
-            self.emit_room(key, None, "room_users", &json!({"count": fact.count}))
+            self.hub
+                .emit_room(key, None, "room_users", &json!({"count": fact.count}))
                 .await;
         }
         if is_command(&fact.event) {
@@ -662,10 +660,11 @@ impl Rooms {
                 server_time: fact.updated_at,
             };
             let sender = fact.sender.parse::<Sid>().ok();
-            self.emit_room(key, sender, &fact.event, &payload).await;
+            self.hub.emit_room(key, sender, &fact.event, &payload).await;
         } else if play_changed {
             // A command this instance did not see (it was overtaken): the state itself.
-            self.emit_room(key, None, "sync_state", &entry.room.play.snapshot(now_ms()))
+            self.hub
+                .emit_room(key, None, "sync_state", &entry.room.play.snapshot(now_ms()))
                 .await;
         }
     }
@@ -709,11 +708,16 @@ impl Rooms {
             let count = entry.room.user_count();
             if let Some(host) = entry.room.localize(now_ms()) {
                 tracing::info!(room = %key, host = %host, "host is local while redis is down");
-                self.emit_to_member(&host, "become_host", &json!({"room_id": entry.room.id.raw}));
+                self.hub.emit_to_member(
+                    &host,
+                    "become_host",
+                    &json!({"room_id": entry.room.id.raw}),
+                );
             }
             if entry.count != count {
                 entry.count = count;
-                self.emit_room(&key, None, "room_users", &json!({"count": count}))
+                self.hub
+                    .emit_room(&key, None, "room_users", &json!({"count": count}))
                     .await;
             }
         }
@@ -847,65 +851,6 @@ impl Rooms {
         }
         removed
     }
-
-    /// The default namespace, `None` once the server has closed it (socketioxide's
-    /// `io.to()` and `io.get_socket()` would panic then, and shutdown still runs leaves).
-    fn namespace(&self) -> Option<BroadcastOperators> {
-        self.io.of("/")
-    }
-
-    fn socket(&self, sid: Sid) -> Option<SocketRef> {
-        self.namespace()?.get_socket(sid)
-    }
-
-    fn join_channel(&self, sid: Sid, key: &str) {
-        if let Some(s) = self.socket(sid) {
-            s.join(channel(key));
-        }
-    }
-
-    fn leave_channel(&self, sid: Sid, key: &str) {
-        if let Some(s) = self.socket(sid) {
-            s.leave(channel(key));
-        }
-    }
-
-    fn emit_to<T: Serialize + ?Sized>(&self, sid: Sid, event: &str, data: &T) {
-        if let Some(s) = self.socket(sid)
-            && let Err(e) = s.emit(event, data)
-        {
-            tracing::debug!(%sid, event, error = %e, "emit to a socket failed");
-        }
-    }
-
-    fn emit_to_member<T: Serialize + ?Sized>(&self, member: &str, event: &str, data: &T) {
-        match member.parse::<Sid>() {
-            Ok(sid) => self.emit_to(sid, event, data),
-            Err(_) => tracing::warn!(member, "member id is not a socket id"),
-        }
-    }
-
-    /// Emits to every local member of the room (but `except`), encoded once for all of them.
-    /// A recipient whose buffer is full misses this message; the others still get it.
-    async fn emit_room<T: Serialize + ?Sized>(
-        &self,
-        key: &str,
-        except: Option<Sid>,
-        event: &str,
-        data: &T,
-    ) {
-        // Only a socket's own operator excludes it (socketioxide's `except` takes rooms).
-        let to = match except.and_then(|sid| self.socket(sid)) {
-            Some(sender) => sender.to(channel(key)),
-            None => match self.namespace() {
-                Some(ns) => ns.to(channel(key)),
-                None => return,
-            },
-        };
-        if let Err(e) = to.emit(event, data).await {
-            tracing::debug!(event, error = %e, "broadcast reached some members only");
-        }
-    }
 }
 
 fn not_host() -> Invalid {
@@ -936,9 +881,9 @@ mod tests {
 
     fn rooms() -> Arc<Rooms> {
         // A Socket.IO instance with no sockets: emits reach nobody, the logic is real.
-        let (_svc, io) = SocketIo::builder().build_svc();
+        let (_svc, io) = socketioxide::SocketIo::builder().build_svc();
         Rooms::new(
-            io,
+            Hub::new(io),
             Limits {
                 max_track_bytes: 1024,
             },

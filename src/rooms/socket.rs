@@ -1,9 +1,11 @@
-//! Socket.IO wiring of the room protocol: the `/` namespace, the `connected` greeting, and
-//! one handler per connection that validates each event and queues it, in arrival order, on
-//! the connection's [`SerialQueue`](crate::serial::SerialQueue).
+//! The room protocol's Socket.IO events, for both transports: the `connected` greeting,
+//! [`dispatch`] (validates each event and queues it, in arrival order, on the connection's
+//! [`SerialQueue`](crate::serial::SerialQueue)), and socketioxide's wiring of the `/`
+//! namespace. playsync's own WebSocket transport ([`super::websocket`]) calls the same
+//! functions.
 //!
-//! Handlers register synchronously inside socketioxide's callbacks (which it calls in the
-//! order events arrive, before spawning their futures), so no event can overtake another.
+//! socketioxide calls our handlers synchronously in the order events arrive, before spawning
+//! their futures, and `dispatch` queues the work right there, so no event can overtake another.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::socket::Sid;
 
 use super::protocol::{self, ClientEvent, Invalid, Request};
 use super::service::{Connection, Reply, Rooms};
@@ -28,44 +31,86 @@ pub fn register(io: &SocketIo, rooms: Arc<Rooms>) {
 fn on_connect(s: &SocketRef, rooms: &Arc<Rooms>) {
     let conn = Connection::new(s.id);
     tracing::debug!(sid = %s.id, transport = ?s.transport_type(), "socket connected");
-    if let Err(e) = s.emit(
-        "connected",
-        &json!({"message": "connected", "server_time": now_ms()}),
-    ) {
-        tracing::debug!(sid = %s.id, error = %e, "could not greet socket");
-    }
+    greet(|event, data| {
+        if let Err(e) = s.emit(event, data) {
+            tracing::debug!(sid = %s.id, error = %e, "could not greet socket");
+        }
+    });
 
     let (c, r) = (conn.clone(), rooms.clone());
     s.on_fallback(
         move |s: SocketRef, Event(name): Event, TryData(data): TryData<Value>, ack: AckSender| {
-            on_event(&r, &c, s, &name, data.ok(), ack)
+            dispatch(&r, &c, &name, data.ok(), SocketReply { socket: s, ack })
         },
     );
 
     let r = rooms.clone();
     s.on_disconnect(move |s: SocketRef| {
-        let queue = conn.queue.clone();
-        let conn = conn.clone();
-        let job = async move {
-            r.leave(&conn).await;
+        let (r, conn) = (r.clone(), conn.clone());
+        async move {
+            disconnect(&r, &conn).await;
             tracing::debug!(sid = %s.id, "socket disconnected");
-        };
-        queue.submit(job.boxed())
+        }
     });
 }
 
-/// Called synchronously, in arrival order: validates, then queues the work.
-fn on_event(
+/// Sends the seed's greeting to a socket that just connected, through `emit`.
+pub(super) fn greet(emit: impl FnOnce(&str, &Value)) {
+    emit(
+        "connected",
+        &json!({"message": "connected", "server_time": now_ms()}),
+    );
+}
+
+/// Leaves the connection's room once the events it sent before are done.
+pub(super) async fn disconnect(rooms: &Arc<Rooms>, conn: &Arc<Connection>) {
+    let (r, c) = (rooms.clone(), conn.clone());
+    let job = async move { r.leave(&c).await };
+    conn.queue.submit(job.boxed()).await
+}
+
+/// Where the outcome of one client event goes: the socket's `error` event and the
+/// acknowledgement the client asked for (if it did).
+pub(super) trait Responder: Send + 'static {
+    fn sid(&self) -> Sid;
+    fn emit_error(&self, invalid: &Invalid);
+    fn acknowledge<T: Serialize>(self, reply: &T);
+}
+
+/// A socketioxide socket's responder.
+struct SocketReply {
+    socket: SocketRef,
+    ack: AckSender,
+}
+
+impl Responder for SocketReply {
+    fn sid(&self) -> Sid {
+        self.socket.id
+    }
+
+    fn emit_error(&self, invalid: &Invalid) {
+        if let Err(e) = self.socket.emit("error", invalid) {
+            tracing::debug!(sid = %self.socket.id, error = %e, "could not send error");
+        }
+    }
+
+    fn acknowledge<T: Serialize>(self, reply: &T) {
+        let _ = self.ack.send(reply);
+    }
+}
+
+/// Called synchronously, in arrival order, on either transport: validates, then queues the
+/// work on the connection's queue. The returned future drives the queue.
+pub(super) fn dispatch<R: Responder>(
     rooms: &Arc<Rooms>,
     conn: &Arc<Connection>,
-    s: SocketRef,
     name: &str,
     data: Option<Value>,
-    ack: AckSender,
-) -> impl Future<Output = ()> + Send + 'static + use<> {
+    respond: R,
+) -> impl Future<Output = ()> + Send + 'static + use<R> {
     let Some(event) = ClientEvent::ALL.into_iter().find(|e| e.name() == name) else {
-        tracing::debug!(sid = %s.id, event = name, "unknown event ignored");
-        let _ = ack.send(&Nack::from(Invalid::new(
+        tracing::debug!(sid = %respond.sid(), event = name, "unknown event ignored");
+        respond.acknowledge(&Nack::from(Invalid::new(
             protocol::ErrorCode::InvalidPayload,
             format!("unknown event {name}"),
         )));
@@ -80,20 +125,18 @@ fn on_event(
             Err(invalid) => Err(invalid),
         };
         match outcome {
-            Ok(reply) => {
-                let _ = ack.send(&Ack(reply));
-            }
+            Ok(reply) => respond.acknowledge(&Ack(reply)),
             Err(invalid) => {
-                tracing::debug!(sid = %s.id, event = event.name(), code = ?invalid.code, "request refused");
+                tracing::debug!(sid = %respond.sid(), event = event.name(), code = ?invalid.code, "request refused");
                 let report = event.reports_errors()
                     || !matches!(
                         invalid.code,
                         protocol::ErrorCode::NotHost | protocol::ErrorCode::RoomNotFound
                     );
-                if report && let Err(e) = s.emit("error", &invalid) {
-                    tracing::debug!(sid = %s.id, error = %e, "could not send error");
+                if report {
+                    respond.emit_error(&invalid);
                 }
-                let _ = ack.send(&Nack::from(invalid));
+                respond.acknowledge(&Nack::from(invalid));
             }
         }
     };

@@ -11,3 +11,4 @@ mod cluster;
 mod positions;
 mod python;
 mod rooms;
+mod transports;

@@ -1,0 +1,202 @@
+//! [`Hub`]: delivers room events to connections, whichever transport carries them.
+//!
+//! Sockets arrive two ways: through socketioxide (HTTP long-polling, upgrades from polling,
+//! Engine.IO v3 clients) and through playsync's own WebSocket transport
+//! ([`super::websocket`]: Engine.IO v4 clients that open a WebSocket directly). The room
+//! service names recipients by socket id and room; the hub owns the WebSocket sockets'
+//! membership of rooms and finds each recipient on its side. A room message is encoded once
+//! for each transport, whatever the number of recipients.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
+use socketioxide::operators::BroadcastOperators;
+use socketioxide::socket::Sid;
+
+use super::websocket::{Frame, Peer};
+
+/// The recipients of room events on both transports.
+pub struct Hub {
+    io: SocketIo,
+    own: Mutex<OwnSockets>,
+}
+
+/// The sockets of playsync's WebSocket transport and the rooms they are in.
+#[derive(Default)]
+struct OwnSockets {
+    peers: HashMap<Sid, Attached>,
+    rooms: HashMap<String, HashMap<Sid, Arc<Peer>>>,
+}
+
+struct Attached {
+    peer: Arc<Peer>,
+    rooms: Vec<String>,
+}
+
+/// Socket.IO room name of a playsync room (prefixed so it never collides with a socket id).
+fn channel(key: &str) -> String {
+    format!("room:{key}")
+}
+
+impl Hub {
+    pub fn new(io: SocketIo) -> Arc<Self> {
+        Arc::new(Self {
+            io,
+            own: Mutex::default(),
+        })
+    }
+
+    fn own(&self) -> MutexGuard<'_, OwnSockets> {
+        self.own.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes a WebSocket-transport socket reachable by its id.
+    pub fn attach(&self, peer: Arc<Peer>) {
+        let attached = Attached {
+            peer: peer.clone(),
+            rooms: Vec::new(),
+        };
+        self.own().peers.insert(peer.sid(), attached);
+    }
+
+    /// Forgets a WebSocket-transport socket and its room memberships.
+    pub fn detach(&self, sid: Sid) {
+        let mut own = self.own();
+        if let Some(attached) = own.peers.remove(&sid) {
+            for key in attached.rooms {
+                own.remove_from_room(&key, sid);
+            }
+        }
+    }
+
+    /// Number of sockets on playsync's WebSocket transport.
+    pub fn own_sockets(&self) -> usize {
+        self.own().peers.len()
+    }
+
+    /// The default namespace, `None` once the server has closed it (socketioxide's
+    /// `io.to()` and `io.get_socket()` would panic then, and shutdown still runs leaves).
+    fn namespace(&self) -> Option<BroadcastOperators> {
+        self.io.of("/")
+    }
+
+    fn socket(&self, sid: Sid) -> Option<SocketRef> {
+        self.namespace()?.get_socket(sid)
+    }
+
+    pub fn join(&self, sid: Sid, key: &str) {
+        let mut own = self.own();
+        if let Some(attached) = own.peers.get_mut(&sid) {
+            let peer = attached.peer.clone();
+            if !attached.rooms.iter().any(|k| k == key) {
+                attached.rooms.push(key.to_owned());
+            }
+            own.rooms
+                .entry(key.to_owned())
+                .or_default()
+                .insert(sid, peer);
+            return;
+        }
+        drop(own);
+        if let Some(s) = self.socket(sid) {
+            s.join(channel(key));
+        }
+    }
+
+    pub fn leave(&self, sid: Sid, key: &str) {
+        let mut own = self.own();
+        if let Some(attached) = own.peers.get_mut(&sid) {
+            attached.rooms.retain(|k| k != key);
+            own.remove_from_room(key, sid);
+            return;
+        }
+        drop(own);
+        if let Some(s) = self.socket(sid) {
+            s.leave(channel(key));
+        }
+    }
+
+    /// Emits `event` to one socket.
+    pub fn emit_to<T: Serialize + ?Sized>(&self, sid: Sid, event: &str, data: &T) {
+        let peer = self.own().peers.get(&sid).map(|a| a.peer.clone());
+        if let Some(peer) = peer {
+            match Frame::event(event, data) {
+                Ok(frame) => peer.send(frame),
+                Err(e) => tracing::warn!(%sid, event, error = %e, "cannot encode an event"),
+            }
+        } else if let Some(s) = self.socket(sid)
+            && let Err(e) = s.emit(event, data)
+        {
+            tracing::debug!(%sid, event, error = %e, "emit to a socket failed");
+        }
+    }
+
+    /// Emits `event` to one socket named by its member id (a socket id).
+    pub fn emit_to_member<T: Serialize + ?Sized>(&self, member: &str, event: &str, data: &T) {
+        match member.parse::<Sid>() {
+            Ok(sid) => self.emit_to(sid, event, data),
+            Err(_) => tracing::warn!(member, "member id is not a socket id"),
+        }
+    }
+
+    /// Emits to every local member of the room (but `except`), encoded once per transport.
+    /// A recipient whose buffer is full misses this message; the others still get it.
+    pub async fn emit_room<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        except: Option<Sid>,
+        event: &str,
+        data: &T,
+    ) {
+        self.emit_room_own(key, except, event, data);
+
+        // Only a socket's own operator excludes it (socketioxide's `except` takes rooms).
+        let to = match except.and_then(|sid| self.socket(sid)) {
+            Some(sender) => sender.to(channel(key)),
+            None => match self.namespace() {
+                Some(ns) => ns.to(channel(key)),
+                None => return,
+            },
+        };
+        if let Err(e) = to.emit(event, data).await {
+            tracing::debug!(event, error = %e, "broadcast reached some members only");
+        }
+    }
+
+    fn emit_room_own<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        except: Option<Sid>,
+        event: &str,
+        data: &T,
+    ) {
+        let own = self.own();
+        let Some(members) = own.rooms.get(key) else {
+            return;
+        };
+        let frame = match Frame::event(event, data) {
+            Ok(frame) => frame,
+            Err(e) => return tracing::warn!(event, error = %e, "cannot encode an event"),
+        };
+        // Queuing is a push under each peer's own short lock: nothing here waits.
+        for (sid, peer) in members {
+            if Some(*sid) != except {
+                peer.send(frame.clone());
+            }
+        }
+    }
+}
+
+impl OwnSockets {
+    fn remove_from_room(&mut self, key: &str, sid: Sid) {
+        if let Some(members) = self.rooms.get_mut(key) {
+            members.remove(&sid);
+            if members.is_empty() {
+                self.rooms.remove(key);
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The two Socket.IO transports side by side: playsync's own WebSocket transport (clients
+//! that open a WebSocket directly) and socketioxide's (long-polling and upgrades). Heartbeats,
+//! namespaces and malformed packets behave the same on both, and rooms span them.
+//!
+//! A dead client cannot be made from socket.io-client (it always answers pings), so those
+//! cases use a plain WebSocket client (tokio-tungstenite) speaking the Engine.IO framing.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::PATIENCE;
+use crate::support::app::{TestApp, spawn_app};
+use crate::support::sio::Sio;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client that only does what the test tells it (it never answers pings).
+struct RawClient {
+    ws: Ws,
+}
+
+impl RawClient {
+    /// Connects and reads the Engine.IO open packet.
+    async fn open(app: &TestApp) -> (RawClient, Value) {
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut client = RawClient { ws };
+        let open = client.text().await.expect("an open packet");
+        let handshake = open.strip_prefix('0').expect("open packet starts with 0");
+        (client, serde_json::from_str(handshake).unwrap())
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next text frame; `None` once the server closed the connection.
+    async fn text(&mut self) -> Option<String> {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("the server neither sent nor closed");
+            match next {
+                Some(Ok(Message::Text(t))) => return Some(t.to_string()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Reads until a frame starts with `prefix`, skipping others (pings included: they stay
+    /// unanswered).
+    async fn until(&mut self, prefix: &str) -> String {
+        loop {
+            match self.text().await {
+                Some(t) if t.starts_with(prefix) => return t,
+                Some(_) => continue,
+                None => panic!("connection closed while waiting for {prefix}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes the connection; returns the frames seen meanwhile.
+    async fn until_closed(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(t) = self.text().await {
+            seen.push(t);
+        }
+        seen
+    }
+}
+
+async fn user_count(app: &TestApp, room: &str) -> Value {
+    app.get_json(&format!("/room/{room}")).await.1["user_count"].clone()
+}
+
+#[tokio::test]
+async fn clients_that_answer_pings_stay_and_a_silent_one_leaves_its_room() {
+    let app = spawn_app(&["--ping-interval-ms", "200", "--ping-timeout-ms", "300"]).await;
+    let sio = Sio::start().await;
+    let host = sio
+        .connect("host", &app.base(), json!({"transports": ["websocket"]}))
+        .await;
+    host.call("create_room", json!({"room_id": "hb"})).await;
+    let polling = sio
+        .connect("polling", &app.base(), json!({"transports": ["polling"]}))
+        .await;
+    polling.call("join_room", json!({"room_id": "hb"})).await;
+
+    let (mut raw, handshake) = RawClient::open(&app).await;
+    assert_eq!(handshake["pingInterval"], json!(200));
+    assert_eq!(handshake["pingTimeout"], json!(300));
+    assert_eq!(handshake["upgrades"], json!([]));
+    raw.send("40").await;
+    let connect = raw.until("40").await;
+    let sid = serde_json::from_str::<Value>(&connect[2..]).unwrap()["sid"].clone();
+    assert!(sid.is_string(), "{connect}");
+    raw.until(r#"42["connected""#).await;
+    raw.send(r#"427["join_room",{"room_id":"hb"}]"#).await;
+    let ack = raw.until("437").await;
+    let ack: Value = serde_json::from_str(&ack[3..]).unwrap();
+    assert_eq!(ack[0]["ok"], json!(true));
+    assert_eq!(ack[0]["user_count"], json!(3));
+    for count in 1..=3 {
+        assert_eq!(host.next("room_users").await["count"], json!(count));
+    }
+
+    // The raw client never answers: the server pings it, gives up, and it leaves the room.
+    let seen = raw.until_closed().await;
+    assert!(
+        seen.iter().any(|t| t == "2"),
+        "no ping before the close: {seen:?}"
+    );
+    assert_eq!(host.next("room_users").await["count"], json!(2));
+    assert_eq!(polling.next("room_users").await["count"], json!(2));
+
+    // socket.io-client answers every ping: both stay through many ping cycles.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(host.drain("$disconnect").await.is_empty());
+    assert!(polling.drain("$disconnect").await.is_empty());
+    assert_eq!(user_count(&app, "hb").await, json!(2));
+    host.emit("seek", json!({"room_id": "hb", "current_time": 4}))
+        .await;
+    assert_eq!(polling.next("seek").await["current_time"], json!(4));
+}
+
+#[tokio::test]
+async fn other_namespaces_are_refused_on_both_transports() {
+    let app = spawn_app(&[]).await;
+    let sio = Sio::start().await;
+    for (i, transport) in ["websocket", "polling"].into_iter().enumerate() {
+        let err = sio
+            .try_connect(
+                &format!("ns{i}"),
+                &format!("{}/admin", app.base()),
+                json!({"transports": [transport]}),
+                4,
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("/admin accepted over {transport}"));
+        assert!(err.contains("Invalid namespace"), "{transport}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_packets_close_only_the_sender() {
+    let app = spawn_app(&[]).await;
+    let sio = Sio::start().await;
+    let host = sio
+        .connect("host", &app.base(), json!({"transports": ["websocket"]}))
+        .await;
+    host.call("create_room", json!({"room_id": "m"})).await;
+    assert_eq!(host.next("room_users").await["count"], json!(1));
+
+    for bad in ["42not json", r#"42[1,2]"#, "49", "0", "x"] {
+        let (mut raw, _) = RawClient::open(&app).await;
+        raw.send("40").await;
+        raw.until(r#"42["connected""#).await;
+        raw.send(r#"42["join_room",{"room_id":"m"}]"#).await;
+        assert_eq!(host.next("room_users").await["count"], json!(2));
+        raw.send(bad).await;
+        raw.until_closed().await;
+        assert_eq!(
+            host.next("room_users").await["count"],
+            json!(1),
+            "after {bad:?}"
+        );
+    }
+    // Events before joining the namespace are ignored, not fatal.
+    let (mut raw, _) = RawClient::open(&app).await;
+    raw.send(r#"421["create_room",{"room_id":"early"}]"#).await;
+    raw.send("40").await;
+    raw.until(r#"42["connected""#).await;
+    raw.send(r#"422["get_room_state",{"room_id":"early"}]"#)
+        .await;
+    let ack: Value = serde_json::from_str(&raw.until("432").await[3..]).unwrap();
+    assert_eq!(ack[0]["code"], json!("room_not_found"));
+
+    let ack = host.call("get_room_state", json!({"room_id": "m"})).await;
+    assert_eq!(ack["user_count"], json!(1));
+}
