@@ -72,11 +72,6 @@ impl Hub {
         }
     }
 
-    /// Number of sockets on playsync's WebSocket transport.
-    pub fn own_sockets(&self) -> usize {
-        self.own().peers.len()
-    }
-
     /// The default namespace, `None` once the server has closed it (socketioxide's
     /// `io.to()` and `io.get_socket()` would panic then, and shutdown still runs leaves).
     fn namespace(&self) -> Option<BroadcastOperators> {
