@@ -306,14 +306,7 @@ impl Rooms {
         tracing::info!(room = %room.key, host = %member, "room created");
         let reply = json!({"room_id": room.raw, "user_count": 1, "host_id": member});
         self.hub.emit_to(conn.sid, "room_created", &reply);
-        self.hub
-            .emit_room(
-                &room.key,
-                None,
-                "room_users",
-                &json!({"count": entry.count}),
-            )
-            .await;
+        self.announce_users(&room.key, entry.count).await;
         Ok(reply)
     }
 
@@ -393,14 +386,7 @@ impl Rooms {
         let view = described.for_client(&room.raw, now_ms());
         self.hub.emit_to(conn.sid, "room_joined", &view);
         if newly_joined {
-            self.hub
-                .emit_room(
-                    &room.key,
-                    None,
-                    "room_users",
-                    &json!({"count": entry.count}),
-                )
-                .await;
+            self.announce_users(&room.key, entry.count).await;
         }
         if !entry.room.play.track.is_null() {
             self.hub.emit_to(conn.sid, "sync_state", &view.play);
@@ -618,9 +604,7 @@ impl Rooms {
                         &json!({"room_id": entry.room.id.raw}),
                     );
                 }
-                self.hub
-                    .emit_room(&key, None, "room_users", &json!({"count": entry.count}))
-                    .await;
+                self.announce_users(&key, entry.count).await;
             }
         }
     }
@@ -649,9 +633,7 @@ impl Rooms {
             );
         }
         if count_changed {
-            self.hub
-                .emit_room(key, None, "room_users", &json!({"count": fact.count}))
-                .await;
+            self.announce_users(key, fact.count).await;
         }
         if is_command(&fact.event) {
             let payload = ControlEvent {
@@ -716,9 +698,7 @@ impl Rooms {
             }
             if entry.count != count {
                 entry.count = count;
-                self.hub
-                    .emit_room(&key, None, "room_users", &json!({"count": count}))
-                    .await;
+                self.announce_users(&key, count).await;
             }
         }
     }
@@ -838,6 +818,13 @@ impl Rooms {
 
     /// Deletes rooms left without members. Rooms are deleted when their last member leaves,
     /// so this only catches what slipped through; returns how many it removed.
+    /// `room_users`: the room's member count, to every local member.
+    async fn announce_users(&self, key: &str, count: usize) {
+        self.hub
+            .emit_room(key, None, "room_users", &json!({"count": count}))
+            .await;
+    }
+
     pub async fn sweep(&self) -> usize {
         let mut removed = 0;
         for (key, slot) in self.slots() {
