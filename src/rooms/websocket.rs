@@ -347,7 +347,8 @@ impl Transport {
                     }
                 }
             }
-            if timer.deadline() != s.deadline() {
+            // A fired timer must be re-armed even for the same instant, or it fires forever.
+            if timer.is_elapsed() || timer.deadline() != s.deadline() {
                 timer.as_mut().reset(s.deadline());
             }
         }
