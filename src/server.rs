@@ -58,14 +58,13 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .max_payload(config.max_message_bytes as u64)
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
-        // Per-connection read buffer: client messages are small, and an idle connection
-        // should cost little (larger messages are read in several steps).
-        .ws_read_buffer_size(1024)
+        .connect_timeout(websocket::CONNECT_TIMEOUT)
+        .ws_read_buffer_size(websocket::READ_BUFFER_BYTES)
         // Packets queued per socket before emits to it fail. engineioxide also closes a
         // socket whose queue is full when its ping is due, so socketioxide's default (128)
         // dropped healthy clients while hundreds joined a room at once (every join is
-        // announced to every member). Slots are allocated only when used.
-        .max_buffer_size(1024)
+        // announced to every member). Beyond the first 32, slots are allocated when used.
+        .max_buffer_size(websocket::OUTBOX_FRAMES)
         .build_layer();
 
     let backplane = config
@@ -107,7 +106,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         websocket::Settings {
             ping_interval: config.ping_interval(),
             ping_timeout: config.ping_timeout(),
-            connect_timeout: Duration::from_secs(45),
+            connect_timeout: websocket::CONNECT_TIMEOUT,
             max_payload: config.max_message_bytes,
         },
         tasks.clone(),

@@ -72,12 +72,10 @@ impl IntoResponse for ApiError {
 }
 
 async fn position(State(app): State<AppState>, kind: Kind) -> Response {
-    let record = app
-        .positions
-        .newest(kind)
-        .await
-        .unwrap_or_else(|| kind.empty());
-    let body = Bytes::from(record.to_json());
+    let body = match app.positions.newest_json(kind).await {
+        Some(json) => json,
+        None => Bytes::from(kind.empty().to_json()),
+    };
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

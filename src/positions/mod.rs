@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use channel::{Channel, StoreError};
 use record::{Kind, Record, Update};
 use store::Store;
@@ -90,18 +91,19 @@ impl Positions {
         Ok(record)
     }
 
-    /// The newest record of `kind`: this process's, or the shared one if newer.
-    pub async fn newest(&self, kind: Kind) -> Option<Record> {
-        let local = self.channel(kind).current().map(|p| p.record.clone());
+    /// The JSON of the newest record of `kind`: this process's (encoded once, when it was
+    /// published), or the shared one if newer.
+    pub async fn newest_json(&self, kind: Kind) -> Option<Bytes> {
+        let local = self.channel(kind).current();
         if let Some(bp) = self.backplane.as_ref().filter(|b| b.is_up())
             && let Ok(Some(shared)) = cluster::positions::read(bp, kind).await
             && local
                 .as_ref()
-                .is_none_or(|l| shared.timestamp() > l.timestamp())
+                .is_none_or(|l| shared.timestamp() > l.version())
         {
-            return Some(shared);
+            return Some(Bytes::from(shared.to_json()));
         }
-        local
+        local.map(|p| p.json.clone())
     }
 
     pub fn limits(&self) -> Limits {

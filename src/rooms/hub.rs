@@ -27,13 +27,8 @@ pub struct Hub {
 /// The sockets of playsync's WebSocket transport and the rooms they are in.
 #[derive(Default)]
 struct OwnSockets {
-    peers: HashMap<Sid, Attached>,
+    peers: HashMap<Sid, Arc<Peer>>,
     rooms: HashMap<String, HashMap<Sid, Arc<Peer>>>,
-}
-
-struct Attached {
-    peer: Arc<Peer>,
-    rooms: Vec<String>,
 }
 
 /// Socket.IO room name of a playsync room (prefixed so it never collides with a socket id).
@@ -55,21 +50,12 @@ impl Hub {
 
     /// Makes a WebSocket-transport socket reachable by its id.
     pub fn attach(&self, peer: Arc<Peer>) {
-        let attached = Attached {
-            peer: peer.clone(),
-            rooms: Vec::new(),
-        };
-        self.own().peers.insert(peer.sid(), attached);
+        self.own().peers.insert(peer.sid(), peer);
     }
 
-    /// Forgets a WebSocket-transport socket and its room memberships.
+    /// Forgets a WebSocket-transport socket (once it has left its room).
     pub fn detach(&self, sid: Sid) {
-        let mut own = self.own();
-        if let Some(attached) = own.peers.remove(&sid) {
-            for key in attached.rooms {
-                own.remove_from_room(&key, sid);
-            }
-        }
+        self.own().peers.remove(&sid);
     }
 
     /// The default namespace, `None` once the server has closed it (socketioxide's
@@ -84,11 +70,7 @@ impl Hub {
 
     pub fn join(&self, sid: Sid, key: &str) {
         let mut own = self.own();
-        if let Some(attached) = own.peers.get_mut(&sid) {
-            let peer = attached.peer.clone();
-            if !attached.rooms.iter().any(|k| k == key) {
-                attached.rooms.push(key.to_owned());
-            }
+        if let Some(peer) = own.peers.get(&sid).cloned() {
             own.rooms
                 .entry(key.to_owned())
                 .or_default()
@@ -103,9 +85,13 @@ impl Hub {
 
     pub fn leave(&self, sid: Sid, key: &str) {
         let mut own = self.own();
-        if let Some(attached) = own.peers.get_mut(&sid) {
-            attached.rooms.retain(|k| k != key);
-            own.remove_from_room(key, sid);
+        if own.peers.contains_key(&sid) {
+            if let Some(members) = own.rooms.get_mut(key) {
+                members.remove(&sid);
+                if members.is_empty() {
+                    own.rooms.remove(key);
+                }
+            }
             return;
         }
         drop(own);
@@ -116,7 +102,7 @@ impl Hub {
 
     /// Emits `event` to one socket.
     pub fn emit_to<T: Serialize + ?Sized>(&self, sid: Sid, event: &str, data: &T) {
-        let peer = self.own().peers.get(&sid).map(|a| a.peer.clone());
+        let peer = self.own().peers.get(&sid).cloned();
         if let Some(peer) = peer {
             match Frame::event(event, data) {
                 Ok(frame) => peer.send(frame),
@@ -180,17 +166,6 @@ impl Hub {
         for (sid, peer) in members {
             if Some(*sid) != except {
                 peer.send(frame.clone());
-            }
-        }
-    }
-}
-
-impl OwnSockets {
-    fn remove_from_room(&mut self, key: &str, sid: Sid) {
-        if let Some(members) = self.rooms.get_mut(key) {
-            members.remove(&sid);
-            if members.is_empty() {
-                self.rooms.remove(key);
             }
         }
     }

@@ -40,9 +40,17 @@ use super::protocol::Invalid;
 use super::service::{Connection, Rooms};
 use super::socket::{self, Responder};
 
-/// Frames queued for one socket before further messages to it are dropped (as socketioxide
-/// does with a full buffer): a client that stops reading cannot make the server hoard.
-const OUTBOX_FRAMES: usize = 1024;
+/// Frames queued for one socket before further messages to it are dropped: a client that
+/// stops reading cannot make the server hoard. socketioxide's sockets get the same bound.
+pub const OUTBOX_FRAMES: usize = 1024;
+
+/// Per-connection WebSocket read buffer, on both transports: client messages are small, and
+/// an idle connection should cost little (larger messages are read in several steps).
+pub const READ_BUFFER_BYTES: usize = 1024;
+
+/// How long a connection may stay without joining the default namespace (socketioxide's
+/// default, used for both transports).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Bytes buffered before a batch of frames is written out; also bounds what a connection
 /// keeps allocated after a burst.
@@ -211,7 +219,7 @@ impl Transport {
 
     /// Whether this transport takes the request: a WebSocket opened directly by an
     /// Engine.IO v4 client (no session id, so not an upgrade from long-polling).
-    pub fn takes(req: &Request) -> bool {
+    fn takes(req: &Request) -> bool {
         let path = req.uri().path();
         if req.method() != Method::GET || (path != "/socket.io/" && path != "/socket.io") {
             return false;
@@ -251,7 +259,7 @@ impl Transport {
             match upgrade.await {
                 Ok(upgraded) => {
                     let config = WebSocketConfig::default()
-                        .read_buffer_size(1024)
+                        .read_buffer_size(READ_BUFFER_BYTES)
                         .write_buffer_size(WRITE_BATCH_BYTES)
                         .max_message_size(Some(transport.settings.max_payload))
                         .max_frame_size(Some(transport.settings.max_payload));
@@ -295,10 +303,11 @@ impl Transport {
         let end = self.run(&mut ws, &peer, &mut session).await;
         tracing::debug!(%sid, reason = %end, "websocket connection ended");
 
-        self.hub.detach(sid);
+        // Leaving the room also takes the socket out of the hub's room; then it goes.
         if let Some(conn) = session.conn.take() {
             socket::disconnect(&self.rooms, &conn).await;
         }
+        self.hub.detach(sid);
         if matches!(end, End::Shutdown) {
             let _ = ws.feed(Message::text("41")).await;
         }

@@ -174,46 +174,23 @@ def on_track_change(data):
          to=room["id"], include_self=False)
 
 
-@socketio.on("play")
-def on_play(data):
-    room = host_room(data)
-    if room is None:
-        return
-    t = time_or_current(data, room)
-    room["play_state"]["is_playing"] = True
-    set_time(room, t)
-    emit("play", {"current_time": t}, to=room["id"], include_self=False)
+def time_command(event, playing):
+    """play / pause / seek / sync_progress: the host sets the time (and for play and pause
+    whether it plays); the other members get the event."""
+    def handler(data):
+        room = host_room(data)
+        if room is None:
+            return
+        t = time_or_current(data, room)
+        if playing is not None:
+            room["play_state"]["is_playing"] = playing
+        set_time(room, t)
+        emit(event, {"current_time": t}, to=room["id"], include_self=False)
+    socketio.on_event(event, handler)
 
 
-@socketio.on("pause")
-def on_pause(data):
-    room = host_room(data)
-    if room is None:
-        return
-    t = time_or_current(data, room)
-    room["play_state"]["is_playing"] = False
-    set_time(room, t)
-    emit("pause", {"current_time": t}, to=room["id"], include_self=False)
-
-
-@socketio.on("seek")
-def on_seek(data):
-    room = host_room(data)
-    if room is None:
-        return
-    t = time_or_current(data, room)
-    set_time(room, t)
-    emit("seek", {"current_time": t}, to=room["id"], include_self=False)
-
-
-@socketio.on("sync_progress")
-def on_sync_progress(data):
-    room = host_room(data)
-    if room is None:
-        return
-    t = time_or_current(data, room)
-    set_time(room, t)
-    emit("sync_progress", {"current_time": t}, to=room["id"], include_self=False)
+for _event, _playing in [("play", True), ("pause", False), ("seek", None), ("sync_progress", None)]:
+    time_command(_event, _playing)
 
 
 @socketio.on("get_room_state")

@@ -107,39 +107,18 @@ io.on("connection", (socket) => {
     socket.to(room.id).emit("track_change", { track: room.track, current_time: 0 });
   });
 
-  socket.on("play", (data) => {
-    const room = hostRoom(socket, data);
-    if (!room) return;
-    const t = has(data.current_time) ? data.current_time : currentTime(room);
-    room.isPlaying = true;
-    setTime(room, t);
-    socket.to(room.id).emit("play", { current_time: t });
-  });
-
-  socket.on("pause", (data) => {
-    const room = hostRoom(socket, data);
-    if (!room) return;
-    const t = has(data.current_time) ? data.current_time : currentTime(room);
-    room.isPlaying = false;
-    setTime(room, t);
-    socket.to(room.id).emit("pause", { current_time: t });
-  });
-
-  socket.on("seek", (data) => {
-    const room = hostRoom(socket, data);
-    if (!room) return;
-    const t = has(data.current_time) ? data.current_time : currentTime(room);
-    setTime(room, t);
-    socket.to(room.id).emit("seek", { current_time: t });
-  });
-
-  socket.on("sync_progress", (data) => {
-    const room = hostRoom(socket, data);
-    if (!room) return;
-    const t = has(data.current_time) ? data.current_time : currentTime(room);
-    setTime(room, t);
-    socket.to(room.id).emit("sync_progress", { current_time: t });
-  });
+  // play / pause / seek / sync_progress: the host sets the time (and for play and pause
+  // whether it plays); the other members get the event.
+  for (const [event, playing] of [["play", true], ["pause", false], ["seek", null], ["sync_progress", null]]) {
+    socket.on(event, (data) => {
+      const room = hostRoom(socket, data);
+      if (!room) return;
+      const t = has(data.current_time) ? data.current_time : currentTime(room);
+      if (playing !== null) room.isPlaying = playing;
+      setTime(room, t);
+      socket.to(room.id).emit(event, { current_time: t });
+    });
+  }
 
   socket.on("get_room_state", (data) => {
     const room = data && rooms.get(data.room_id);
