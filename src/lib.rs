@@ -1,20 +1,24 @@
 //! playsync: a real-time playback synchronization server.
 //!
 //! One process serves two APIs on the same listeners:
-//! - [`rooms`]: Socket.IO listening rooms (seed 1), where a host drives playback and every
+//! - `rooms`: Socket.IO listening rooms (seed 1), where a host drives playback and every
 //!   member follows;
-//! - [`positions`] (seed 2): one user's playback and scroll positions synced across devices over
-//!   Server-Sent Events and REST.
+//! - `positions` (seed 2): one user's playback and scroll positions synced across devices
+//!   over Server-Sent Events and REST.
 //!
-//! [`cluster`] shares both across instances through Redis. [`server`] assembles them;
-//! [`bench`] is the load generator behind `playsync bench`; [`config`] holds the options;
-//! [`clock`] and [`serial`] are small shared utilities.
+//! `cluster` shares both across instances through Redis, as a leaf that knows Redis only:
+//! rooms and positions register with it as participants. [`server`] is the composition
+//! root: it builds every part from the [`config`] and wires them into one router. `error`
+//! is the one HTTP refusal type; `clock` and `serial` are small shared utilities.
+//!
+//! Imports go downward only: `server` → `rooms`, `positions` → `cluster` → `clock`.
 
 pub mod bench;
-pub mod clock;
-pub mod cluster;
+mod clock;
+mod cluster;
 pub mod config;
-pub mod positions;
-pub mod rooms;
-pub mod serial;
+mod error;
+mod positions;
+mod rooms;
+mod serial;
 pub mod server;

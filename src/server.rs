@@ -1,5 +1,7 @@
-//! Assembles and runs the server: the shared [`AppState`], the axum [`Router`] with the
-//! Socket.IO layer, the listeners, the background tasks, and graceful shutdown.
+//! The composition root: builds rooms, positions and the Redis backplane from the
+//! [`Config`], wires their state into the axum router as substates ([`FromRef`]), registers
+//! rooms and positions with the backplane, serves the listeners, owns every background task,
+//! and shuts down gracefully. Also serves `/health`, which reports on all of them.
 //!
 //! [`run`] takes already-bound listeners and a shutdown future, so tests bind port 0 and stop
 //! the server when they like; `main` binds the configured addresses and passes the signals.
@@ -9,9 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, Method};
+use axum::routing::get;
 use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use serde_json::json;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,32 +24,50 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::cluster::{self, Backplane};
+use crate::clock::now_ms;
+use crate::cluster::{self, Backplane, Participant};
 use crate::config::Config;
 use crate::positions::{self, Positions};
-use crate::rooms::hub::Hub;
-use crate::rooms::{self, Rooms, websocket};
+use crate::rooms::{self, Hub, Rooms};
 
 /// How long shutdown waits for open connections to finish before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// What every handler can reach: cheap to clone, shared by axum and Socket.IO.
+/// The router's state: each handler takes the part it needs ([`FromRef`] substates).
 #[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub rooms: Arc<Rooms>,
-    pub positions: Arc<Positions>,
+struct AppState {
+    rooms: Arc<Rooms>,
+    positions: Arc<Positions>,
     /// The Redis backplane, when Redis is configured.
-    pub backplane: Option<Backplane>,
-    /// Cancelled when the server begins to shut down; long-lived responses end on it.
-    pub shutdown: CancellationToken,
+    backplane: Option<Backplane>,
 }
 
-/// A built server: its state, its router and its Socket.IO handle, not yet listening.
+impl FromRef<AppState> for Arc<Rooms> {
+    fn from_ref(state: &AppState) -> Self {
+        state.rooms.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Positions> {
+    fn from_ref(state: &AppState) -> Self {
+        state.positions.clone()
+    }
+}
+
+impl FromRef<AppState> for Option<Backplane> {
+    fn from_ref(state: &AppState) -> Self {
+        state.backplane.clone()
+    }
+}
+
+/// A built server: its parts, its router and its Socket.IO handle, not yet listening.
 pub struct App {
-    pub state: AppState,
+    config: Arc<Config>,
+    state: AppState,
     router: Router,
     io: SocketIo,
+    /// Cancelled when the server begins to shut down; every long-lived task ends on it.
+    shutdown: CancellationToken,
     /// Background tasks and WebSocket-transport connections, awaited on shutdown.
     tasks: TaskTracker,
 }
@@ -58,13 +81,13 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .max_payload(config.max_message_bytes as u64)
         .ws_max_message_size(config.max_message_bytes)
         .ws_max_frame_size(config.max_message_bytes)
-        .connect_timeout(websocket::CONNECT_TIMEOUT)
-        .ws_read_buffer_size(websocket::READ_BUFFER_BYTES)
+        .connect_timeout(rooms::CONNECT_TIMEOUT)
+        .ws_read_buffer_size(rooms::READ_BUFFER_BYTES)
         // Packets queued per socket before emits to it fail. engineioxide also closes a
         // socket whose queue is full when its ping is due, so socketioxide's default (128)
         // dropped healthy clients while hundreds joined a room at once (every join is
         // announced to every member). Beyond the first 32, slots are allocated when used.
-        .max_buffer_size(websocket::OUTBOX_FRAMES)
+        .max_buffer_size(rooms::OUTBOX_FRAMES)
         .build_layer();
 
     let backplane = config
@@ -75,13 +98,14 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let hub = Hub::new(io.clone());
     let rooms = Rooms::new(
         hub.clone(),
-        rooms::protocol::Limits {
+        rooms::Limits {
             max_track_bytes: config.max_track_bytes,
         },
         backplane.clone(),
     );
-    rooms::socket::register(&io, rooms.clone());
+    rooms::register(&io, rooms.clone());
 
+    let shutdown = CancellationToken::new();
     let positions = Positions::open(
         &config.data_dir,
         positions::Limits {
@@ -90,6 +114,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         },
         config.sse_keepalive(),
         backplane.clone(),
+        shutdown.clone(),
     )
     .with_context(|| {
         format!(
@@ -98,30 +123,28 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         )
     })?;
 
-    let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let websocket = websocket::Transport::new(
+    let websocket = rooms::Transport::new(
         hub,
         rooms.clone(),
-        websocket::Settings {
+        rooms::Settings {
             ping_interval: config.ping_interval(),
             ping_timeout: config.ping_timeout(),
-            connect_timeout: websocket::CONNECT_TIMEOUT,
+            connect_timeout: rooms::CONNECT_TIMEOUT,
             max_payload: config.max_message_bytes,
         },
         tasks.clone(),
         shutdown.clone(),
     );
     let state = AppState {
-        config: config.clone(),
         rooms,
         positions,
         backplane,
-        shutdown,
     };
     let router = Router::new()
-        .merge(rooms::http::router())
-        .merge(positions::http::router())
+        .merge(rooms::router())
+        .merge(positions::router())
+        .route("/health", get(health))
         .with_state(state.clone())
         // Layers wrap what is above them: the Socket.IO layer sees requests before the
         // routes, our WebSocket transport takes its connections before socketioxide, and
@@ -130,16 +153,39 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .layer(axum::middleware::map_request(detach_socket_io_head))
         .layer(axum::middleware::from_fn_with_state(
             websocket,
-            websocket::Transport::intercept,
+            rooms::Transport::intercept,
         ))
         .layer(TraceLayer::new_for_http())
         .layer(cors_layer(&config));
     Ok(App {
+        config,
         state,
         router,
         io,
+        shutdown,
         tasks,
     })
+}
+
+/// `GET /health`: the positions seed's liveness answer, plus the rooms and Redis.
+async fn health(
+    State(positions): State<Arc<Positions>>,
+    State(rooms): State<Arc<Rooms>>,
+    State(backplane): State<Option<Backplane>>,
+) -> Json<serde_json::Value> {
+    let mut health = json!({
+        "status": "healthy",
+        "timestamp": now_ms(),
+        "sse_clients": positions.sse_clients(),
+        "redis_enabled": backplane.is_some(),
+        "rooms": rooms.count().await,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    if let Some(bp) = &backplane {
+        health["redis_connected"] = json!(bp.is_up());
+        health["instance"] = json!(bp.instance());
+    }
+    Json(health)
 }
 
 /// socketioxide keeps every socket's request head for the socket's lifetime, and hyper
@@ -217,21 +263,23 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let App {
+            config,
             state,
             router,
             io,
+            shutdown: token,
             tasks,
         } = self;
-        let token = state.shutdown.clone();
 
-        tasks.spawn(sweep_rooms(state.clone()));
+        tasks.spawn(rooms::sweeper(
+            state.rooms.clone(),
+            config.room_sweep_interval(),
+            token.clone(),
+        ));
         if let Some(bp) = &state.backplane {
-            tasks.spawn(cluster::supervisor(
-                bp.clone(),
-                state.rooms.clone(),
-                state.positions.clone(),
-                token.clone(),
-            ));
+            let participants: Vec<Arc<dyn Participant>> =
+                vec![state.rooms.clone(), state.positions.clone()];
+            tasks.spawn(cluster::supervisor(bp.clone(), participants, token.clone()));
         }
 
         let mut servers = Vec::new();
@@ -280,25 +328,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     build(config).await?.serve(listeners, shutdown).await
-}
-
-/// Periodically deletes rooms left empty (a safety net: rooms are deleted when their last
-/// member leaves). Stops at shutdown.
-async fn sweep_rooms(state: AppState) {
-    let mut every = tokio::time::interval(state.config.room_sweep_interval());
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    every.tick().await;
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = every.tick() => {
-                let removed = state.rooms.sweep().await;
-                if removed > 0 {
-                    tracing::info!(removed, "swept empty rooms");
-                }
-            }
-        }
-    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

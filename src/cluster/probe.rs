@@ -71,7 +71,8 @@ impl Probe {
         }
     }
 
-    /// Seconds since the outstanding token was sent (for health reporting).
+    /// Seconds since the outstanding token was sent.
+    #[cfg(test)]
     pub fn waiting_for(&self, now: Instant) -> Option<Duration> {
         self.outstanding.map(|(_, sent)| now.duration_since(sent))
     }

@@ -98,10 +98,6 @@ impl Channel {
         }
     }
 
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-
     fn stamps(&self) -> MutexGuard<'_, Stamps> {
         self.stamps.lock().unwrap_or_else(|p| p.into_inner())
     }

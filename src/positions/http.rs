@@ -1,6 +1,6 @@
-//! The seed-2 HTTP API: `GET /api/events/{playback,scroll}` (SSE), `GET|PUT
-//! /api/{playback,scroll}-position`, and `GET /health`. Handlers are thin: validation lives
-//! in `record`, ordering and durability in `channel`.
+//! The seed-2 HTTP API: `GET /api/events/{playback,scroll}` (SSE) and `GET|PUT
+//! /api/{playback,scroll}-position`. Handlers are thin: validation lives in `record`,
+//! ordering and durability in `channel`, refusals are [`ApiError`]s.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,12 +22,17 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::Positions;
 use super::channel::Published;
 use super::record::{Kind, parse_update};
-use crate::clock::now_ms;
-use crate::server::AppState;
+use crate::error::ApiError;
 
-pub fn router() -> Router<AppState> {
+/// The routes, for any router state that can hand out the positions.
+pub(crate) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Positions>: FromRef<S>,
+{
     Router::new()
         .route(
             "/api/events/playback",
@@ -46,33 +51,10 @@ pub fn router() -> Router<AppState> {
             "/api/scroll-position",
             get(|s| position(s, Kind::Scroll)).put(|s, h, b| put_position(s, h, b, Kind::Scroll)),
         )
-        .route("/health", get(health))
 }
 
-/// An error answer: status plus `{"error": message}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
-async fn position(State(app): State<AppState>, kind: Kind) -> Response {
-    let body = match app.positions.newest_json(kind).await {
+async fn position(State(positions): State<Arc<Positions>>, kind: Kind) -> Response {
+    let body = match positions.newest_json(kind).await {
         Some(json) => json,
         None => Bytes::from(kind.empty().to_json()),
     };
@@ -80,27 +62,29 @@ async fn position(State(app): State<AppState>, kind: Kind) -> Response {
 }
 
 async fn put_position(
-    State(app): State<AppState>,
+    State(positions): State<Arc<Positions>>,
     headers: HeaderMap,
     body: Body,
     kind: Kind,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limits = app.positions.limits();
+    let limits = positions.limits();
     check_content_type(&headers)?;
     let body = axum::body::to_bytes(body, limits.max_body_bytes)
         .await
-        .map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("the body must be at most {} bytes", limits.max_body_bytes),
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body must be at most {} bytes", limits.max_body_bytes),
+            )
         })?;
     let update = parse_update(kind, &body, limits.max_string_bytes)
         .map_err(|r| ApiError::bad_request(r.0))?;
-    let record = app.positions.put(kind, update).await.map_err(|e| {
+    let record = positions.put(kind, update).await.map_err(|e| {
         tracing::error!(kind = kind.event(), error = %e, "could not store a position");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: "the position could not be stored".into(),
-        }
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the position could not be stored",
+        )
     })?;
     tracing::debug!(
         kind = kind.event(),
@@ -110,7 +94,7 @@ async fn put_position(
     Ok(Json(json!({
         "success": true,
         "timestamp": record.timestamp(),
-        "broadcastCount": app.positions.channel(kind).subscribers(),
+        "broadcastCount": positions.channel(kind).subscribers(),
     })))
 }
 
@@ -137,29 +121,13 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let mut health = json!({
-        "status": "healthy",
-        "timestamp": now_ms(),
-        "sse_clients": app.positions.sse_clients(),
-        "redis_enabled": app.backplane.is_some(),
-        "rooms": app.rooms.count().await,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    if let Some(bp) = &app.backplane {
-        health["redis_connected"] = json!(bp.is_up());
-        health["instance"] = json!(bp.instance());
-    }
-    Json(health)
-}
-
 async fn events(
-    State(app): State<AppState>,
+    State(positions): State<Arc<Positions>>,
     version: Version,
     headers: HeaderMap,
     kind: Kind,
 ) -> Response {
-    let channel = app.positions.channel(kind);
+    let channel = positions.channel(kind);
     // A reconnecting EventSource sends the id of the last event it saw; it gets the current
     // state only if that is newer.
     let seen = headers
@@ -170,9 +138,9 @@ async fn events(
     let stream = sse_stream(
         channel.subscribe(),
         seen,
-        app.positions.keepalive(),
-        app.shutdown.clone(),
-        ClientGuard::new(app.positions.sse_counter()),
+        positions.keepalive(),
+        positions.shutdown.clone(),
+        ClientGuard::new(positions.sse_counter()),
     );
     let mut response = Response::new(Body::from_stream(stream));
     let h = response.headers_mut();

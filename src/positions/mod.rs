@@ -4,12 +4,16 @@
 //! - [`record`]: the records, their validation and the seed's defaults (pure).
 //! - [`store`]: the data directory, written atomically.
 //! - [`channel`]: per kind: versions, group-committed writes, the broadcast to streams.
-//! - [`http`]: the REST, SSE and health endpoints.
+//! - [`http`]: the REST and SSE endpoints.
+//! - [`shared`]: the newest record of each kind in Redis, for several instances.
 
-pub mod channel;
-pub mod http;
-pub mod record;
-pub mod store;
+mod channel;
+mod http;
+mod record;
+mod shared;
+mod store;
+
+pub(crate) use http::router;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,33 +24,37 @@ use bytes::Bytes;
 use channel::{Channel, StoreError};
 use record::{Kind, Record, Update};
 use store::Store;
+use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{self, Backplane};
+use crate::cluster::Backplane;
 
 /// Size limits of the PUT API.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_string_bytes: usize,
+pub(crate) struct Limits {
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_string_bytes: usize,
 }
 
 /// Both position channels and their shared settings.
-pub struct Positions {
+pub(crate) struct Positions {
     playback: Channel,
     scroll: Channel,
     limits: Limits,
     keepalive: Duration,
     sse_clients: Arc<AtomicUsize>,
     backplane: Option<Backplane>,
+    /// Cancelled when the server shuts down: every stream ends.
+    shutdown: CancellationToken,
 }
 
 impl Positions {
     /// Opens the data directory and loads the stored records (the seed's files included).
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         limits: Limits,
         keepalive: Duration,
         backplane: Option<Backplane>,
+        shutdown: CancellationToken,
     ) -> std::io::Result<Arc<Self>> {
         let store = Store::open(dir)?;
         let playback = store.load(Kind::Playback)?;
@@ -64,10 +72,11 @@ impl Positions {
             keepalive,
             sse_clients: Arc::new(AtomicUsize::new(0)),
             backplane,
+            shutdown,
         }))
     }
 
-    pub fn channel(&self, kind: Kind) -> &Channel {
+    fn channel(&self, kind: Kind) -> &Channel {
         match kind {
             Kind::Playback => &self.playback,
             Kind::Scroll => &self.scroll,
@@ -77,10 +86,10 @@ impl Positions {
     /// Stores a PUT durably, delivers it to this process's streams, then shares it through
     /// Redis when Redis is up (a failure there fails nothing: the record is published when
     /// Redis is back).
-    pub async fn put(&self, kind: Kind, update: Update) -> Result<Record, StoreError> {
+    async fn put(&self, kind: Kind, update: Update) -> Result<Record, StoreError> {
         let record = self.channel(kind).put(update).await?;
         if let Some(bp) = self.backplane.as_ref().filter(|b| b.is_up()) {
-            match cluster::positions::publish(bp, &record).await {
+            match shared::publish(bp, &record).await {
                 Ok(Some(newer)) => {
                     self.channel(kind).apply(newer).await.ok();
                 }
@@ -93,10 +102,10 @@ impl Positions {
 
     /// The JSON of the newest record of `kind`: this process's (encoded once, when it was
     /// published), or the shared one if newer.
-    pub async fn newest_json(&self, kind: Kind) -> Option<Bytes> {
+    async fn newest_json(&self, kind: Kind) -> Option<Bytes> {
         let local = self.channel(kind).current();
         if let Some(bp) = self.backplane.as_ref().filter(|b| b.is_up())
-            && let Ok(Some(shared)) = cluster::positions::read(bp, kind).await
+            && let Ok(Some(shared)) = shared::read(bp, kind).await
             && local
                 .as_ref()
                 .is_none_or(|l| shared.timestamp() > l.version())
@@ -106,16 +115,16 @@ impl Positions {
         local.map(|p| p.json.clone())
     }
 
-    pub fn limits(&self) -> Limits {
+    fn limits(&self) -> Limits {
         self.limits
     }
 
-    pub fn keepalive(&self) -> Duration {
+    fn keepalive(&self) -> Duration {
         self.keepalive
     }
 
     /// Open SSE streams, both kinds together.
-    pub fn sse_clients(&self) -> usize {
+    pub(crate) fn sse_clients(&self) -> usize {
         self.sse_clients.load(Ordering::Relaxed)
     }
 

@@ -1,43 +1,138 @@
-//! The seed-1 HTTP API: `GET /` (server status), `GET /rooms`, `GET /room/{id}`.
+//! The seed-1 HTTP API (`GET /` server status, `GET /rooms`, `GET /room/{id}`), the room
+//! lookups behind it, and the sweep that deletes rooms left empty.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
+use super::Rooms;
+use super::shared;
+use super::views::HttpRoom;
 use crate::clock::{now_ms, rfc3339_ms};
-use crate::server::AppState;
+use crate::error::ApiError;
 
-pub fn router() -> Router<AppState> {
+/// The routes, for any router state that can hand out the rooms.
+pub(crate) fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Rooms>: FromRef<S>,
+{
     Router::new()
         .route("/", get(status))
         .route("/rooms", get(list_rooms))
         .route("/room/{id}", get(room))
 }
 
-async fn status(State(app): State<AppState>) -> Json<serde_json::Value> {
+async fn status(State(rooms): State<Arc<Rooms>>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",
         "message": "playsync is running",
-        "rooms": app.rooms.count().await,
+        "rooms": rooms.count().await,
         "timestamp": rfc3339_ms(now_ms()),
     }))
 }
 
-async fn list_rooms(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let rooms = app.rooms.list().await;
-    Json(json!({"count": rooms.len(), "rooms": rooms}))
+#[derive(Serialize)]
+struct RoomList {
+    count: usize,
+    rooms: Vec<HttpRoom>,
 }
 
-async fn room(State(app): State<AppState>, Path(id): Path<String>) -> Response {
-    match app.rooms.info(&id).await {
-        Some(info) => Json(info).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("room {id} does not exist")})),
-        )
-            .into_response(),
+async fn list_rooms(State(rooms): State<Arc<Rooms>>) -> Json<RoomList> {
+    let rooms = rooms.list().await;
+    Json(RoomList {
+        count: rooms.len(),
+        rooms,
+    })
+}
+
+async fn room(
+    State(rooms): State<Arc<Rooms>>,
+    Path(id): Path<String>,
+) -> Result<Json<HttpRoom>, ApiError> {
+    rooms
+        .info(&id)
+        .await
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("room {id} does not exist")))
+}
+
+impl Rooms {
+    /// Number of live rooms (across instances while Redis is up).
+    pub(crate) async fn count(&self) -> usize {
+        if let Some(bp) = self.shared()
+            && let Ok(n) = shared::count(bp).await
+        {
+            return n;
+        }
+        self.registry.len()
+    }
+
+    /// The seed's room object for HTTP.
+    async fn info(&self, key: &str) -> Option<HttpRoom> {
+        let now = now_ms();
+        if let Some(Ok(found)) = self.read_shared(key).await {
+            return found.map(|f| f.parts().for_http(now));
+        }
+        let slot = self.registry.slot(key)?;
+        let guard = slot.lock().await;
+        guard.as_ref().map(|e| e.parts().for_http(now))
+    }
+
+    /// Every live room, as [`Rooms::info`].
+    async fn list(&self) -> Vec<HttpRoom> {
+        let now = now_ms();
+        if let Some(bp) = self.shared()
+            && let Ok(facts) = shared::list(bp).await
+        {
+            return facts.iter().map(|f| f.parts().for_http(now)).collect();
+        }
+        let mut rooms = Vec::new();
+        for (_, slot) in self.registry.slots() {
+            if let Some(e) = slot.lock().await.as_ref() {
+                rooms.push(e.parts().for_http(now));
+            }
+        }
+        rooms
+    }
+
+    /// Deletes rooms left without members. Rooms are deleted when their last member leaves,
+    /// so this only catches what slipped through; returns how many it removed.
+    pub(super) async fn sweep(&self) -> usize {
+        let mut removed = 0;
+        for (key, slot) in self.registry.slots() {
+            let mut guard = slot.lock().await;
+            if guard.as_ref().is_none_or(|e| e.room.user_count() == 0) {
+                self.registry.delete(&key, &slot, &mut guard);
+                removed += 1;
+                tracing::info!(room = %key, "room deleted by the sweep: it was empty");
+            }
+        }
+        removed
+    }
+}
+
+/// Deletes rooms left empty every `every` (a safety net: rooms are deleted when their last
+/// member leaves), until `shutdown`.
+pub(crate) async fn sweeper(rooms: Arc<Rooms>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let removed = rooms.sweep().await;
+                if removed > 0 {
+                    tracing::info!(removed, "swept empty rooms");
+                }
+            }
+        }
     }
 }

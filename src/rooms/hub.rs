@@ -2,10 +2,10 @@
 //!
 //! Sockets arrive two ways: through socketioxide (HTTP long-polling, upgrades from polling,
 //! Engine.IO v3 clients) and through playsync's own WebSocket transport
-//! ([`super::websocket`]: Engine.IO v4 clients that open a WebSocket directly). The room
-//! service names recipients by socket id and room; the hub owns the WebSocket sockets'
-//! membership of rooms and finds each recipient on its side. A room message is encoded once
-//! for each transport, whatever the number of recipients.
+//! ([`super::websocket`]: Engine.IO v4 clients that open a WebSocket directly). The rooms
+//! name recipients by member id (today the connection's socket id) and room key; the hub
+//! owns the WebSocket sockets' membership of rooms and finds each recipient on its side. A
+//! room message is encoded once for each transport, whatever the number of recipients.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,10 +16,12 @@ use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::Sid;
 
+use super::model::MemberId;
+use super::protocol::ServerEvent;
 use super::websocket::{Frame, Peer};
 
 /// The recipients of room events on both transports.
-pub struct Hub {
+pub(crate) struct Hub {
     io: SocketIo,
     own: Mutex<OwnSockets>,
 }
@@ -34,6 +36,11 @@ struct OwnSockets {
 /// Socket.IO room name of a playsync room (prefixed so it never collides with a socket id).
 fn channel(key: &str) -> String {
     format!("room:{key}")
+}
+
+/// The socket of a member (a member id is its connection's socket id).
+fn sid_of(member: &MemberId) -> Option<Sid> {
+    member.as_str().parse().ok()
 }
 
 impl Hub {
@@ -68,7 +75,8 @@ impl Hub {
         self.namespace()?.get_socket(sid)
     }
 
-    pub fn join(&self, sid: Sid, key: &str) {
+    pub fn join(&self, member: &MemberId, key: &str) {
+        let Some(sid) = sid_of(member) else { return };
         let mut own = self.own();
         if let Some(peer) = own.peers.get(&sid).cloned() {
             own.rooms
@@ -83,7 +91,8 @@ impl Hub {
         }
     }
 
-    pub fn leave(&self, sid: Sid, key: &str) {
+    pub fn leave(&self, member: &MemberId, key: &str) {
+        let Some(sid) = sid_of(member) else { return };
         let mut own = self.own();
         if own.peers.contains_key(&sid) {
             if let Some(members) = own.rooms.get_mut(key) {
@@ -115,23 +124,31 @@ impl Hub {
         }
     }
 
-    /// Emits `event` to one socket named by its member id (a socket id).
-    pub fn emit_to_member<T: Serialize + ?Sized>(&self, member: &str, event: &str, data: &T) {
-        match member.parse::<Sid>() {
-            Ok(sid) => self.emit_to(sid, event, data),
-            Err(_) => tracing::warn!(member, "member id is not a socket id"),
+    /// Emits `event` to one member.
+    pub fn to_member<T: Serialize + ?Sized>(
+        &self,
+        member: &MemberId,
+        event: ServerEvent,
+        data: &T,
+    ) {
+        match sid_of(member) {
+            Some(sid) => self.emit_to(sid, event.name(), data),
+            None => tracing::warn!(%member, "member id is not a socket id"),
         }
     }
 
-    /// Emits to every local member of the room (but `except`), encoded once per transport.
-    /// A recipient whose buffer is full misses this message; the others still get it.
-    pub async fn emit_room<T: Serialize + ?Sized>(
+    /// Emits to every local member of the room (but `except`), encoded once per transport,
+    /// without waiting. A recipient whose buffer is full misses this message; the others
+    /// still get it.
+    pub fn to_room<T: Serialize + ?Sized>(
         &self,
         key: &str,
-        except: Option<Sid>,
-        event: &str,
+        except: Option<&MemberId>,
+        event: ServerEvent,
         data: &T,
     ) {
+        let except = except.and_then(sid_of);
+        let event = event.name();
         self.emit_room_own(key, except, event, data);
 
         // Only a socket's own operator excludes it (socketioxide's `except` takes rooms).
@@ -142,8 +159,14 @@ impl Hub {
                 None => return,
             },
         };
-        if let Err(e) = to.emit(event, data).await {
-            tracing::debug!(event, error = %e, "broadcast reached some members only");
+        // socketioxide's in-process adapter completes a broadcast at once (its future is
+        // `ready`), so one poll delivers it.
+        match futures_util::FutureExt::now_or_never(to.emit(event, data)) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!(event, error = %e, "broadcast reached some members only")
+            }
+            None => tracing::error!(event, "a broadcast did not complete at once: dropped"),
         }
     }
 

@@ -1,20 +1,37 @@
 //! Seed 1: listening rooms over Socket.IO, where a host drives play, pause, seek and track
 //! changes and every member follows.
 //!
-//! - [`model`]: the pure room state machine (membership, host choice, play state).
-//! - [`protocol`]: event names, payload validation, error codes (pure).
-//! - [`service`]: the live rooms of this process, their locking and their emits.
-//! - [`hub`]: delivery of events to sockets on either transport.
-//! - [`socket`]: the Socket.IO events and socketioxide's wiring; [`websocket`]: playsync's
-//!   own transport for clients that open a WebSocket directly.
-//! - [`http`]: the HTTP endpoints.
+//! A request flows through one pipeline, whatever instance or transport it comes from:
+//! - [`protocol`] validates the client's payload into a typed request (pure);
+//! - [`service`] decides it into a typed [`model::Change`]: the pure [`model`] decides when
+//!   this instance is alone, a Redis script ([`shared`], [`scripts`]) when rooms are shared;
+//! - [`apply`] turns the change into the room's state and the events its members get;
+//! - [`mirror`] keeps this instance's rooms in step with the shared state, and carries them
+//!   through a Redis outage and back.
+//!
+//! Around it: [`registry`] (the rooms of this process and their locks), [`views`] (what
+//! clients see of a room), [`http`] (the HTTP endpoints and the sweep), and the transport
+//! glue: [`socket`] (the Socket.IO events), [`hub`] (delivery to sockets) and [`websocket`].
 
-pub mod http;
-pub mod hub;
-pub mod model;
-pub mod protocol;
-pub mod service;
-pub mod socket;
-pub mod websocket;
+mod apply;
+mod http;
+mod hub;
+mod mirror;
+mod model;
+mod protocol;
+mod registry;
+mod scripts;
+mod service;
+mod shared;
+mod socket;
+mod views;
+mod websocket;
 
-pub use service::Rooms;
+pub(crate) use http::{router, sweeper};
+pub(crate) use hub::Hub;
+pub(crate) use protocol::Limits;
+pub(crate) use service::Rooms;
+pub(crate) use socket::register;
+pub(crate) use websocket::{
+    CONNECT_TIMEOUT, OUTBOX_FRAMES, READ_BUFFER_BYTES, Settings, Transport,
+};

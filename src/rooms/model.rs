@@ -1,11 +1,66 @@
-//! The room state machine: membership, host choice and play state. Pure: no I/O, no clock
-//! reads (callers pass `now_ms`), no locking. Everything else in `rooms` calls into this.
+//! The room state machine: membership, host choice and play state, and the typed [`Change`]
+//! a decided command makes. Pure: no I/O, no clock reads (callers pass `now_ms`), no
+//! locking. Everything else in `rooms` calls into this.
+
+use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-/// A member of a room: the Socket.IO session id of its connection.
-pub type MemberId = String;
+/// A member of a room, as the room domain knows it: an opaque, public id (today the id a
+/// client's connection was given). Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId(Arc<str>);
+
+impl MemberId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for MemberId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for MemberId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl From<&str> for MemberId {
+    fn from(id: &str) -> Self {
+        MemberId(Arc::from(id))
+    }
+}
+
+impl From<String> for MemberId {
+    fn from(id: String) -> Self {
+        MemberId(Arc::from(id))
+    }
+}
+
+impl PartialEq<str> for MemberId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for MemberId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
 
 /// A room id as clients send it: a non-empty string or an integer. `key` is its canonical
 /// text (integer 42 and string "42" are the same room); `raw` is the JSON form the client
@@ -17,7 +72,8 @@ pub struct RoomId {
 }
 
 impl RoomId {
-    /// A room id from its canonical key (for example from an HTTP path).
+    /// A room id from its canonical key.
+    #[cfg(test)]
     pub fn from_key(key: impl Into<String>) -> Self {
         let key = key.into();
         let raw = Value::String(key.clone());
@@ -28,8 +84,9 @@ impl RoomId {
 /// What is playing and where: the time `time` (seconds) was true at `updated_at` (Unix ms).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlayState {
-    /// The track object the host set; `Value::Null` when none.
-    pub track: Value,
+    /// The track object the host set; `Value::Null` when none. Shared: commands that keep
+    /// the track do not copy it.
+    pub track: Arc<Value>,
     pub is_playing: bool,
     pub time: f64,
     pub updated_at: u64,
@@ -43,6 +100,26 @@ impl PlayState {
             self.time + now_ms.saturating_sub(self.updated_at) as f64 / 1000.0
         } else {
             self.time
+        }
+    }
+
+    /// The state a host command at `now_ms` leads to (the sender's right to send it is
+    /// checked by the room).
+    pub fn after(&self, cmd: Control, now_ms: u64) -> PlayState {
+        let current = self.position_at(now_ms);
+        let (track, is_playing, time) = match cmd {
+            Control::TrackChange { track } => (Arc::new(track), true, 0.0),
+            Control::Play { time } => (self.track.clone(), true, time.unwrap_or(current)),
+            Control::Pause { time } => (self.track.clone(), false, time.unwrap_or(current)),
+            Control::Seek { time } | Control::SyncProgress { time } => {
+                (self.track.clone(), self.is_playing, time)
+            }
+        };
+        PlayState {
+            track,
+            is_playing,
+            time,
+            updated_at: now_ms,
         }
     }
 
@@ -82,15 +159,98 @@ pub enum Control {
     SyncProgress { time: f64 },
 }
 
-impl Control {
+/// The kinds of host command: each arrives as, and is broadcast as, its own event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    TrackChange,
+    Play,
+    Pause,
+    Seek,
+    SyncProgress,
+}
+
+impl CommandKind {
+    pub const ALL: [CommandKind; 5] = [
+        CommandKind::TrackChange,
+        CommandKind::Play,
+        CommandKind::Pause,
+        CommandKind::Seek,
+        CommandKind::SyncProgress,
+    ];
+
     /// The event name the command arrives as and is broadcast as.
-    pub fn event(&self) -> &'static str {
+    pub fn event(self) -> &'static str {
         match self {
-            Control::TrackChange { .. } => "track_change",
-            Control::Play { .. } => "play",
-            Control::Pause { .. } => "pause",
-            Control::Seek { .. } => "seek",
-            Control::SyncProgress { .. } => "sync_progress",
+            CommandKind::TrackChange => "track_change",
+            CommandKind::Play => "play",
+            CommandKind::Pause => "pause",
+            CommandKind::Seek => "seek",
+            CommandKind::SyncProgress => "sync_progress",
+        }
+    }
+
+    /// The kind named `event`, if it is a host command.
+    pub fn from_event(event: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.event() == event)
+    }
+}
+
+impl Control {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Control::TrackChange { .. } => CommandKind::TrackChange,
+            Control::Play { .. } => CommandKind::Play,
+            Control::Pause { .. } => CommandKind::Pause,
+            Control::Seek { .. } => CommandKind::Seek,
+            Control::SyncProgress { .. } => CommandKind::SyncProgress,
+        }
+    }
+}
+
+/// Why a room changed, which decides how members are told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cause {
+    /// A room was created, or a member joined or left.
+    Membership,
+    /// A host command: broadcast as its own event to every member but the sender.
+    Command { kind: CommandKind, by: MemberId },
+    /// A state this instance had not seen being made (a merge after an outage, or a change
+    /// that overtook another): members get the state itself.
+    Resync,
+}
+
+/// What a decided command changed in a room: only the parts that changed, and why. The pure
+/// model decides it when this instance is alone, a Redis script when rooms are shared; one
+/// `apply` turns it into state and emits, whoever decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub cause: Cause,
+    /// The number of members (across every instance), when it changed.
+    pub count: Option<usize>,
+    /// The new host and since when it holds the role (Unix ms), when it changed.
+    pub host: Option<(MemberId, u64)>,
+    /// The new play state, when it changed.
+    pub play: Option<PlayState>,
+}
+
+impl Change {
+    /// Membership changed: `count` members now, and maybe a new host.
+    pub fn membership(count: usize, host: Option<(MemberId, u64)>) -> Self {
+        Change {
+            cause: Cause::Membership,
+            count: Some(count),
+            host,
+            play: None,
+        }
+    }
+
+    /// A host command by `by` that led to `play`.
+    pub fn command(kind: CommandKind, by: MemberId, play: PlayState) -> Self {
+        Change {
+            cause: Cause::Command { kind, by },
+            count: None,
+            host: None,
+            play: Some(play),
         }
     }
 }
@@ -135,7 +295,7 @@ impl Room {
             id,
             created_at: now_ms,
             play: PlayState {
-                track,
+                track: Arc::new(track),
                 is_playing: true,
                 time,
                 updated_at: now_ms,
@@ -169,6 +329,10 @@ impl Room {
         &self.host
     }
 
+    pub fn host_id(&self) -> &MemberId {
+        &self.host
+    }
+
     pub fn host_since(&self) -> u64 {
         self.host_since
     }
@@ -194,24 +358,32 @@ impl Room {
         true
     }
 
-    /// Removes a member at `now_ms`; when it was the host, the longest-present remaining
-    /// member takes over.
-    pub fn leave(&mut self, member: &str, now_ms: u64) -> Departure {
-        let Some(index) = self.members.iter().position(|m| m == member) else {
+    /// Decides a departure: when the member was the host, the longest-present remaining
+    /// member takes over. Changes nothing.
+    pub fn decide_leave(&self, member: &str) -> Departure {
+        if !self.is_member(member) {
             return Departure::NotMember;
-        };
-        self.members.remove(index);
-        match self.members.first() {
+        }
+        match self.members.iter().find(|m| *m != member) {
             None => Departure::Emptied,
-            Some(first) if self.host == member => {
-                self.host = first.clone();
-                self.host_since = now_ms;
-                Departure::Left {
-                    new_host: Some(self.host.clone()),
-                }
-            }
+            Some(first) if self.host == member => Departure::Left {
+                new_host: Some(first.clone()),
+            },
             Some(_) => Departure::Left { new_host: None },
         }
+    }
+
+    /// Removes a member at `now_ms` ([`Room::decide_leave`], then the result).
+    pub fn leave(&mut self, member: &str, now_ms: u64) -> Departure {
+        let departure = self.decide_leave(member);
+        self.drop_member(member);
+        if let Departure::Left {
+            new_host: Some(host),
+        } = &departure
+        {
+            self.set_host(host.clone(), now_ms);
+        }
+        departure
     }
 
     /// Removes a member without choosing a new host (the shared state decides that while
@@ -241,33 +413,37 @@ impl Room {
         Some(first)
     }
 
-    /// Applies a host command at `now_ms`. Returns the position the command resolved to
-    /// (what is broadcast as `current_time`). Only the host may change the state.
-    pub fn control(&mut self, sender: &str, cmd: Control, now_ms: u64) -> Result<f64, Refusal> {
-        if sender != self.host {
+    /// Decides a host command at `now_ms`: the play state it leads to. Only the host may
+    /// change the state. Changes nothing.
+    pub fn decide_control(
+        &self,
+        sender: &str,
+        cmd: Control,
+        now_ms: u64,
+    ) -> Result<PlayState, Refusal> {
+        if self.host != sender {
             return Err(Refusal::NotHost);
         }
-        let current = self.play.position_at(now_ms);
-        let play = &mut self.play;
-        let time = match cmd {
-            Control::TrackChange { track } => {
-                play.track = track;
-                play.is_playing = true;
-                0.0
-            }
-            Control::Play { time } => {
-                play.is_playing = true;
-                time.unwrap_or(current)
-            }
-            Control::Pause { time } => {
-                play.is_playing = false;
-                time.unwrap_or(current)
-            }
-            Control::Seek { time } | Control::SyncProgress { time } => time,
-        };
-        play.time = time;
-        play.updated_at = now_ms;
-        Ok(time)
+        Ok(self.play.after(cmd, now_ms))
+    }
+
+    /// Applies a host command at `now_ms` ([`Room::decide_control`], then the result).
+    /// Returns the position the command resolved to (what is broadcast as `current_time`).
+    #[cfg(test)]
+    pub fn control(&mut self, sender: &str, cmd: Control, now_ms: u64) -> Result<f64, Refusal> {
+        self.play = self.decide_control(sender, cmd, now_ms)?;
+        Ok(self.play.time)
+    }
+
+    /// Takes the state parts of a decided change (host and play state; membership of this
+    /// instance's members is kept by `join` and `drop_member`).
+    pub fn absorb(&mut self, change: &Change) {
+        if let Some((host, since)) = &change.host {
+            self.set_host(host.clone(), *since);
+        }
+        if let Some(play) = &change.play {
+            self.play = play.clone();
+        }
     }
 }
 
@@ -351,7 +527,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(t, 0.0);
-        assert_eq!(r.play.track, json!({"name": "next"}));
+        assert_eq!(*r.play.track, json!({"name": "next"}));
         assert!(r.play.is_playing);
     }
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::model::{Control, RoomId};
+use super::model::{CommandKind, Control, RoomId};
 
 /// Longest room id accepted, in characters.
 pub const MAX_ROOM_ID_CHARS: usize = 128;
@@ -58,6 +58,39 @@ impl ClientEvent {
     }
 }
 
+/// The events the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// The greeting on connect.
+    Connected,
+    RoomCreated,
+    RoomJoined,
+    /// The member count, to every member.
+    RoomUsers,
+    /// A host command, relayed to the other members under its own name.
+    Command(CommandKind),
+    SyncState,
+    BecomeHost,
+    RoomState,
+    Error,
+}
+
+impl ServerEvent {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerEvent::Connected => "connected",
+            ServerEvent::RoomCreated => "room_created",
+            ServerEvent::RoomJoined => "room_joined",
+            ServerEvent::RoomUsers => "room_users",
+            ServerEvent::Command(kind) => kind.event(),
+            ServerEvent::SyncState => "sync_state",
+            ServerEvent::BecomeHost => "become_host",
+            ServerEvent::RoomState => "room_state",
+            ServerEvent::Error => "error",
+        }
+    }
+}
+
 /// A validated client request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -89,7 +122,6 @@ pub enum ErrorCode {
     RoomNotFound,
     RoomExists,
     NotHost,
-    Unavailable,
 }
 
 /// A refusal: the `error` event's payload `{message, code}`.
@@ -105,6 +137,27 @@ impl Invalid {
             message: message.into(),
             code,
         }
+    }
+
+    pub fn not_host() -> Self {
+        Self::new(
+            ErrorCode::NotHost,
+            "only the room's host can control playback",
+        )
+    }
+
+    pub fn room_exists(room: &RoomId) -> Self {
+        Self::new(
+            ErrorCode::RoomExists,
+            format!("room {} already exists", room.key),
+        )
+    }
+
+    pub fn room_not_found(room: &RoomId) -> Self {
+        Self::new(
+            ErrorCode::RoomNotFound,
+            format!("room {} does not exist", room.key),
+        )
     }
 }
 

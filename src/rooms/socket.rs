@@ -16,20 +16,38 @@ use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::socket::Sid;
 
-use super::protocol::{self, ClientEvent, Invalid, Request};
-use super::service::{Connection, Reply, Rooms};
+use super::protocol::{self, ClientEvent, Invalid, Request, ServerEvent};
+use super::registry::Connection;
+use super::service::Rooms;
+use super::views::Reply;
 use crate::clock::now_ms;
+use crate::serial::SerialQueue;
 
 /// Installs the room protocol on the default namespace.
-pub fn register(io: &SocketIo, rooms: Arc<Rooms>) {
+pub(crate) fn register(io: &SocketIo, rooms: Arc<Rooms>) {
     io.ns("/", move |s: SocketRef| {
         on_connect(&s, &rooms);
         std::future::ready(())
     });
 }
 
+/// A connection of either transport: its part in the rooms and its event queue.
+pub(super) struct Client {
+    pub conn: Arc<Connection>,
+    queue: Arc<SerialQueue>,
+}
+
+impl Client {
+    pub fn new(sid: Sid) -> Arc<Self> {
+        Arc::new(Client {
+            conn: Connection::new(sid.to_string().into()),
+            queue: SerialQueue::new(),
+        })
+    }
+}
+
 fn on_connect(s: &SocketRef, rooms: &Arc<Rooms>) {
-    let conn = Connection::new(s.id);
+    let conn = Client::new(s.id);
     tracing::debug!(sid = %s.id, transport = ?s.transport_type(), "socket connected");
     greet(|event, data| {
         if let Err(e) = s.emit(event, data) {
@@ -57,16 +75,16 @@ fn on_connect(s: &SocketRef, rooms: &Arc<Rooms>) {
 /// Sends the seed's greeting to a socket that just connected, through `emit`.
 pub(super) fn greet(emit: impl FnOnce(&str, &Value)) {
     emit(
-        "connected",
+        ServerEvent::Connected.name(),
         &json!({"message": "connected", "server_time": now_ms()}),
     );
 }
 
 /// Leaves the connection's room once the events it sent before are done.
-pub(super) async fn disconnect(rooms: &Arc<Rooms>, conn: &Arc<Connection>) {
-    let (r, c) = (rooms.clone(), conn.clone());
+pub(super) async fn disconnect(rooms: &Arc<Rooms>, client: &Arc<Client>) {
+    let (r, c) = (rooms.clone(), client.conn.clone());
     let job = async move { r.leave(&c).await };
-    conn.queue.submit(job.boxed()).await
+    client.queue.submit(job.boxed()).await
 }
 
 /// Where the outcome of one client event goes: the socket's `error` event and the
@@ -89,7 +107,7 @@ impl Responder for SocketReply {
     }
 
     fn emit_error(&self, invalid: &Invalid) {
-        if let Err(e) = self.socket.emit("error", invalid) {
+        if let Err(e) = self.socket.emit(ServerEvent::Error.name(), invalid) {
             tracing::debug!(sid = %self.socket.id, error = %e, "could not send error");
         }
     }
@@ -103,7 +121,7 @@ impl Responder for SocketReply {
 /// work on the connection's queue. The returned future drives the queue.
 pub(super) fn dispatch<R: Responder>(
     rooms: &Arc<Rooms>,
-    conn: &Arc<Connection>,
+    client: &Arc<Client>,
     name: &str,
     data: Option<Value>,
     respond: R,
@@ -114,18 +132,18 @@ pub(super) fn dispatch<R: Responder>(
             protocol::ErrorCode::InvalidPayload,
             format!("unknown event {name}"),
         )));
-        return conn.queue.submit(std::future::ready(()).boxed());
+        return client.queue.submit(std::future::ready(()).boxed());
     };
     let payload = data.unwrap_or(Value::Null);
     let request = protocol::parse(event, &payload, rooms.limits());
-    let (rooms, conn2) = (rooms.clone(), conn.clone());
+    let (rooms, conn2) = (rooms.clone(), client.conn.clone());
     let job = async move {
         let outcome = match request {
             Ok(request) => execute(&rooms, &conn2, request).await,
             Err(invalid) => Err(invalid),
         };
         match outcome {
-            Ok(reply) => respond.acknowledge(&Ack(reply)),
+            Ok(reply) => respond.acknowledge(&Ack::from(reply)),
             Err(invalid) => {
                 tracing::debug!(sid = %respond.sid(), event = event.name(), code = ?invalid.code, "request refused");
                 let report = event.reports_errors()
@@ -140,7 +158,7 @@ pub(super) fn dispatch<R: Responder>(
             }
         }
     };
-    conn.queue.submit(job.boxed())
+    client.queue.submit(job.boxed())
 }
 
 async fn execute(rooms: &Rooms, conn: &Connection, request: Request) -> Result<Reply, Invalid> {
@@ -153,16 +171,16 @@ async fn execute(rooms: &Rooms, conn: &Connection, request: Request) -> Result<R
 }
 
 /// A successful acknowledgement: `{ok: true, ...reply}`.
-struct Ack(Reply);
+#[derive(Serialize)]
+struct Ack {
+    ok: bool,
+    #[serde(flatten)]
+    reply: Reply,
+}
 
-impl Serialize for Ack {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut fields = match &self.0 {
-            Value::Object(map) => map.clone(),
-            _ => serde_json::Map::new(),
-        };
-        fields.insert("ok".into(), Value::Bool(true));
-        fields.serialize(serializer)
+impl From<Reply> for Ack {
+    fn from(reply: Reply) -> Self {
+        Ack { ok: true, reply }
     }
 }
 

@@ -36,21 +36,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::hub::Hub;
-use super::protocol::Invalid;
-use super::service::{Connection, Rooms};
-use super::socket::{self, Responder};
+use super::protocol::{Invalid, ServerEvent};
+use super::service::Rooms;
+use super::socket::{self, Client, Responder};
 
 /// Frames queued for one socket before further messages to it are dropped: a client that
 /// stops reading cannot make the server hoard. socketioxide's sockets get the same bound.
-pub const OUTBOX_FRAMES: usize = 1024;
+pub(crate) const OUTBOX_FRAMES: usize = 1024;
 
 /// Per-connection WebSocket read buffer, on both transports: client messages are small, and
 /// an idle connection should cost little (larger messages are read in several steps).
-pub const READ_BUFFER_BYTES: usize = 1024;
+pub(crate) const READ_BUFFER_BYTES: usize = 1024;
 
 /// How long a connection may stay without joining the default namespace (socketioxide's
 /// default, used for both transports).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Bytes buffered before a batch of frames is written out; also bounds what a connection
 /// keeps allocated after a burst.
@@ -58,7 +58,7 @@ const WRITE_BATCH_BYTES: usize = 4096;
 
 /// A pre-encoded Socket.IO packet, shared by every recipient of a broadcast.
 #[derive(Clone)]
-pub struct Frame(Utf8Bytes);
+pub(crate) struct Frame(Utf8Bytes);
 
 impl Frame {
     /// `42["event",data]`: an event for the default namespace.
@@ -94,7 +94,7 @@ impl Frame {
 }
 
 /// The sending side of one connection: frames wait here until its task writes them.
-pub struct Peer {
+pub(crate) struct Peer {
     sid: Sid,
     outbox: Mutex<Outbox>,
     wake: Notify,
@@ -155,7 +155,7 @@ impl Peer {
 
 /// Timing and limits of this transport (the same as socketioxide's).
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     /// How long a connection may stay without joining the default namespace.
@@ -165,7 +165,7 @@ pub struct Settings {
 }
 
 /// The transport: accepts the connections and runs one task per connection.
-pub struct Transport {
+pub(crate) struct Transport {
     hub: Arc<Hub>,
     rooms: Arc<Rooms>,
     settings: Settings,
@@ -373,7 +373,7 @@ impl Transport {
             Inbound::Close | Inbound::Disconnect { nsp: "/" } => return Some(End::ClientClosed),
             Inbound::Connect { nsp: "/" } if s.conn.is_none() => {
                 peer.send(Frame::text(format!(r#"40{{"sid":"{}"}}"#, peer.sid)));
-                let conn = Connection::new(peer.sid);
+                let conn = Client::new(peer.sid);
                 socket::greet(|event, data| match Frame::event(event, data) {
                     Ok(frame) => peer.send(frame),
                     Err(e) => tracing::warn!(error = %e, "cannot encode the greeting"),
@@ -459,7 +459,7 @@ impl Responder for Reply {
     }
 
     fn emit_error(&self, invalid: &Invalid) {
-        match Frame::event("error", invalid) {
+        match Frame::event(ServerEvent::Error.name(), invalid) {
             Ok(frame) => self.peer.send(frame),
             Err(e) => tracing::warn!(error = %e, "cannot encode an error"),
         }
@@ -489,7 +489,7 @@ fn event_args(args: &str) -> Option<(String, Option<Value>)> {
 
 /// What one connection has said so far.
 struct Session {
-    conn: Option<Arc<Connection>>,
+    conn: Option<Arc<Client>>,
     beat: Heartbeat,
     /// Binary frames still to come for the last binary event.
     attachments: usize,

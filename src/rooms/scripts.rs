@@ -1,4 +1,4 @@
-//! The Lua scripts that change shared state. Each runs atomically in Redis, so two instances
+//! The Lua scripts that change shared rooms. Each runs atomically in Redis, so two instances
 //! can never both make a host or lose a member; each room script ends by publishing the
 //! room's resulting *fact* (see [`super::rooms::Fact`]) in the same step, so every instance
 //! receives a room's changes in the order Redis applied them.
@@ -214,21 +214,6 @@ end
 local f = fact(origin, key_json, 'reconcile', '', true)
 redis.call('PUBLISH', channel, f)
 return {'ok', f}
-"#,
-    )
-});
-
-/// Positions: stores a record if it is newer than the stored one, and publishes it (the seed's
-/// JSON, on the seed's channel). KEYS: the position hash. ARGV: JSON, timestamp, channel.
-/// Returns nil when stored, else the newer stored JSON.
-pub static POSITION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local stored = tonumber(redis.call('HGET', KEYS[1], 'ts') or '0')
-if tonumber(ARGV[2]) <= stored then return redis.call('HGET', KEYS[1], 'json') end
-redis.call('HSET', KEYS[1], 'json', ARGV[1], 'ts', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[1])
-return false
 "#,
     )
 });

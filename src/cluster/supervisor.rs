@@ -1,0 +1,297 @@
+//! The supervisor task: keeps the backplane connected, subscribed and probed, tells the
+//! participants when Redis goes and comes back, hands them their messages, and finds dead
+//! instances for them to sweep. See the module docs of [`super`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{AsyncCommands, PushInfo, PushKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::probe::{Probe, ProbeAction};
+use super::{Backplane, ClusterError, Participant, Result, key};
+
+/// How often the supervisor checks Redis.
+const TICK: Duration = Duration::from_millis(500);
+/// Liveness TTL: an instance silent this long is considered dead and swept.
+const ALIVE_TTL: Duration = Duration::from_secs(5);
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+const PROBE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Keeps the backplane connected and the participants informed; ends at shutdown.
+pub(crate) async fn supervisor(
+    backplane: Backplane,
+    participants: Vec<Arc<dyn Participant>>,
+    shutdown: CancellationToken,
+) {
+    let mut sup = Supervisor {
+        bp: backplane,
+        participants,
+        probe: Probe::new(PROBE_EVERY, PROBE_PATIENCE),
+        last_sweep: None,
+        subscribed: false,
+    };
+    let (tx, mut pushes) = mpsc::unbounded_channel();
+    if let Err(e) = sup.bp.connect(tx) {
+        tracing::error!(error = %e, "cannot set up the redis connection");
+        return;
+    }
+    tracing::info!(
+        redis = sup.bp.display(),
+        instance = sup.bp.base(),
+        "redis backplane starting"
+    );
+    let mut status = sup.bp.0.up.subscribe();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if let Some(fresh) = sup.tick().await {
+                    pushes = fresh;
+                }
+            }
+            Some(push) = pushes.recv() => sup.deliver(push).await,
+            Ok(()) = status.changed() => {
+                let up = *status.borrow_and_update();
+                if !up {
+                    sup.subscribed = false;
+                    for p in &sup.participants {
+                        p.on_down().await;
+                    }
+                }
+            }
+        }
+    }
+    sup.leave_cluster().await;
+}
+
+struct Supervisor {
+    bp: Backplane,
+    participants: Vec<Arc<dyn Participant>>,
+    probe: Probe,
+    last_sweep: Option<Instant>,
+    /// Subscribed (and reconciled) since Redis last came back.
+    subscribed: bool,
+}
+
+impl Supervisor {
+    /// One heartbeat. Returns a new push receiver when the connection was rebuilt.
+    async fn tick(&mut self) -> Option<mpsc::UnboundedReceiver<PushInfo>> {
+        if let Err(e) = self.heartbeat().await {
+            self.bp.mark_down(&e);
+            return None;
+        }
+        if !self.subscribed {
+            if let Err(e) = self.recover().await {
+                self.bp.mark_down(&e);
+                return None;
+            }
+            self.subscribed = true;
+        }
+        let now = Instant::now();
+        match self.probe.tick(now) {
+            ProbeAction::Nothing => {}
+            ProbeAction::Send(token) => {
+                let channel = self.bp.channel_probe();
+                let sent = self
+                    .bp
+                    .call(|mut c| async move { c.publish::<_, _, ()>(channel, token).await })
+                    .await;
+                if let Err(e) = sent {
+                    self.bp.mark_down(&e);
+                }
+            }
+            ProbeAction::Resubscribe => {
+                tracing::warn!("redis subscription stopped delivering: reconnecting");
+                let (tx, rx) = mpsc::unbounded_channel();
+                if let Err(e) = self.bp.connect(tx) {
+                    tracing::error!(error = %e, "cannot rebuild the redis connection");
+                }
+                self.subscribed = false;
+                self.bp
+                    .mark_down(&ClusterError::Protocol("probe lost".into()));
+                return Some(rx);
+            }
+        }
+        if self.bp.is_up() {
+            for p in &self.participants {
+                p.on_tick().await;
+            }
+            if self
+                .last_sweep
+                .is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY)
+            {
+                self.last_sweep = Some(now);
+                if let Err(e) = self.sweep_dead_instances().await {
+                    tracing::warn!(error = %e, "sweeping dead instances failed");
+                }
+            }
+        }
+        None
+    }
+
+    /// Refreshes this instance's liveness; fails if Redis does not answer.
+    async fn heartbeat(&self) -> Result<()> {
+        let (alive, instances, id) = (
+            key(&format!("alive:{}", self.bp.instance())),
+            key("instances"),
+            self.bp.instance(),
+        );
+        self.bp
+            .call(|mut c| async move {
+                redis::pipe()
+                    .set_options(
+                        &alive,
+                        1,
+                        redis::SetOptions::default()
+                            .with_expiration(redis::SetExpiry::PX(ALIVE_TTL.as_millis() as u64)),
+                    )
+                    .ignore()
+                    .sadd(&instances, &id)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+    }
+
+    /// Redis answers again: subscribe, take a new epoch, let the participants merge, then
+    /// retire the old epoch.
+    async fn recover(&mut self) -> Result<()> {
+        let mut channels = vec![self.bp.channel_probe()];
+        for p in &self.participants {
+            channels.extend(p.channels());
+        }
+        self.bp
+            .call(|mut c| async move { c.subscribe(channels).await })
+            .await?;
+        let old = self.bp.next_epoch();
+        self.heartbeat().await?;
+        self.probe.reset();
+        // Live first, so new requests use the shared state; what changed meanwhile is
+        // merged by the participants before it is used.
+        self.bp.0.up.send_replace(true);
+        for p in &self.participants {
+            if let Err(e) = p.on_up().await {
+                tracing::warn!(participant = p.name(), error = %e, "merging after the outage failed");
+                return Err(e);
+            }
+        }
+        let (instances, old_alive) = (key("instances"), key(&format!("alive:{old}")));
+        self.bp
+            .call(|mut c| async move {
+                redis::pipe()
+                    .srem(&instances, &old)
+                    .ignore()
+                    .del(&old_alive)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await?;
+        tracing::info!(
+            redis = self.bp.display(),
+            instance = self.bp.instance(),
+            "redis connected: shared rooms and positions in use"
+        );
+        Ok(())
+    }
+
+    /// Instances whose liveness key expired (crashed, or cut off for longer than the TTL):
+    /// one survivor claims each, lets every participant remove what it held, then forgets it.
+    async fn sweep_dead_instances(&self) -> Result<()> {
+        let instances_key = key("instances");
+        let instances: Vec<String> = self
+            .bp
+            .call_up(|mut c| async move { c.smembers(&instances_key).await })
+            .await?;
+        let me = self.bp.instance();
+        for dead in instances.into_iter().filter(|i| *i != me) {
+            let alive_key = key(&format!("alive:{dead}"));
+            let alive: bool = self
+                .bp
+                .call_up(|mut c| async move { c.exists(&alive_key).await })
+                .await?;
+            if alive {
+                continue;
+            }
+            let (lock, me) = (key(&format!("sweep:{dead}")), me.clone());
+            let claimed: Option<String> = self
+                .bp
+                .call_up(|mut c| async move {
+                    redis::cmd("SET")
+                        .arg(&lock)
+                        .arg(&me)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(10_000)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            if claimed.is_none() {
+                continue;
+            }
+            tracing::info!(instance = %dead, "sweeping a dead instance");
+            for p in &self.participants {
+                if let Err(e) = p.on_dead(&dead).await {
+                    tracing::warn!(participant = p.name(), instance = %dead, error = %e, "sweep failed");
+                    return Err(e);
+                }
+            }
+            let instances_key = key("instances");
+            self.bp
+                .call_up(|mut c| async move { c.srem::<_, _, ()>(&instances_key, &dead).await })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A message from Redis: the probe's, or one for a participant.
+    async fn deliver(&mut self, push: PushInfo) {
+        if push.kind != PushKind::Message {
+            return;
+        }
+        let [channel, payload] = push.data.as_slice() else {
+            return;
+        };
+        let (Ok(channel), Ok(payload)) = (
+            redis::from_redis_value_ref::<String>(channel),
+            redis::from_redis_value_ref::<Vec<u8>>(payload),
+        ) else {
+            return;
+        };
+        if channel == self.bp.channel_probe() {
+            if let Some(token) = std::str::from_utf8(&payload)
+                .ok()
+                .and_then(|t| t.parse().ok())
+            {
+                self.probe.received(token);
+            }
+            return;
+        }
+        for p in &self.participants {
+            if p.channels().contains(&channel) {
+                p.on_message(&channel, &payload).await;
+            }
+        }
+    }
+
+    /// At shutdown: drop the liveness key at once, so another instance sweeps whatever
+    /// the closing connections did not remove themselves, without waiting for the TTL.
+    /// (The instance stays listed: the sweeper finds dead instances through that list.)
+    async fn leave_cluster(&self) {
+        if !self.bp.is_up() {
+            return;
+        }
+        let alive = key(&format!("alive:{}", self.bp.instance()));
+        let _ = self
+            .bp
+            .call(|mut c| async move { c.del::<_, ()>(&alive).await })
+            .await;
+    }
+}
