@@ -620,3 +620,10 @@ async fn redis_over_tls_with_a_password() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_refused_create_room_changes_nothing_across_instances() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    crate::rooms::racing_creates_leave_the_loser_in_its_room([a.base(), b.base()]).await;
+}

@@ -769,3 +769,55 @@ async fn socket_io_2_clients_work_too() {
         .await;
     }
 }
+
+/// Two hosts, each with a listener in its own room, race to create the same new room. The
+/// loser is refused with `room_exists` and nothing else changes: it is still in its room,
+/// still its host, and its listener never saw a handover. The same check runs across two
+/// instances in `cluster.rs`.
+pub(crate) async fn racing_creates_leave_the_loser_in_its_room(bases: [String; 2]) {
+    let sio = Sio::start().await;
+    let mut pairs = Vec::new();
+    for (i, base) in bases.iter().enumerate() {
+        let host = sio.connect(&format!("host{i}"), base, WS()).await;
+        let room = format!("own{i}");
+        let ack = host
+            .call("create_room", json!({"room_id": room, "track": {"name": "t"}}))
+            .await;
+        assert_eq!(ack["ok"], json!(true), "{ack}");
+        let listener = sio.connect(&format!("listener{i}"), base, WS()).await;
+        let ack = listener.call("join_room", json!({ "room_id": room })).await;
+        assert_eq!(ack["ok"], json!(true), "{ack}");
+        pairs.push((host, listener, room));
+    }
+    let (first, second) = tokio::join!(
+        pairs[0].0.call("create_room", json!({"room_id": "contested"})),
+        pairs[1].0.call("create_room", json!({"room_id": "contested"})),
+    );
+    let acks = [first, second];
+    let winners: Vec<usize> = (0..2).filter(|&i| acks[i]["ok"] == json!(true)).collect();
+    assert_eq!(winners.len(), 1, "exactly one create wins: {acks:?}");
+    let loser = 1 - winners[0];
+    assert_eq!(acks[loser]["code"], json!("room_exists"), "{:?}", acks[loser]);
+
+    let (host, listener, room) = &pairs[loser];
+    let (status, info) = crate::support::get_json(&bases[loser], &format!("/room/{room}")).await;
+    assert_eq!(status, 200, "the loser's room is gone: {info}");
+    assert_eq!(info["host_id"], json!(host.sid));
+    assert_eq!(info["user_count"], json!(2));
+    // Still the host: its commands reach its listener.
+    let ack = host
+        .call("play", json!({"room_id": room, "current_time": 4}))
+        .await;
+    assert_eq!(ack["ok"], json!(true), "{ack}");
+    assert_eq!(num(&listener.next("play").await["current_time"]), 4.0);
+    assert!(
+        listener.drain("become_host").await.is_empty(),
+        "the listener was made host"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_create_room_changes_nothing_for_the_sender() {
+    let app = spawn_app(&[]).await;
+    racing_creates_leave_the_loser_in_its_room([app.base(), app.base()]).await;
+}

@@ -42,3 +42,10 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// GETs `base` + `path` and returns the status and the JSON body.
+pub async fn get_json(base: &str, path: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("{base}{path}")).await.expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("response is not JSON"))
+}
