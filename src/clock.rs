@@ -1,16 +1,44 @@
-//! Wall-clock time as the wire formats need it.
+//! The server clock, as the wire formats need it.
 //!
-//! Owns two conversions only: "now" in Unix milliseconds (the unit of every timestamp on the
-//! wire) and Unix milliseconds to an RFC 3339 string (the seed's `created_at`/`timestamp`).
+//! Owns "now" in Unix milliseconds (the unit of every timestamp on the wire), with sub-ms
+//! precision for clock-sync probes, and Unix milliseconds to an RFC 3339 string (the seed's
+//! `created_at`/`timestamp`).
+//!
+//! The clock is anchored once to the system's wall clock and then advances with the
+//! monotonic clock: it never steps backwards or jumps when the wall clock is stepped, while
+//! it still follows NTP's frequency corrections (Linux slews `CLOCK_MONOTONIC` too). With
+//! several instances, each uses its own NTP-disciplined clock: on one network that agrees
+//! to well under a millisecond, needs no round trip, and works while Redis is down.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::LazyLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch; 0 if the system clock is before 1970.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
+/// The wall clock (Unix ms) at the anchor instant.
+static ANCHOR: LazyLock<(Instant, f64)> = LazyLock::new(|| {
+    let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0);
+    (Instant::now(), unix)
+});
+
+/// Milliseconds since the Unix epoch, with sub-millisecond precision.
+pub fn precise_ms() -> f64 {
+    at(Instant::now())
+}
+
+/// The server clock's reading (Unix ms) at a monotonic instant.
+pub fn at(instant: Instant) -> f64 {
+    let (anchor, unix) = *ANCHOR;
+    match instant.checked_duration_since(anchor) {
+        Some(since) => unix + since.as_secs_f64() * 1000.0,
+        None => unix - anchor.duration_since(instant).as_secs_f64() * 1000.0,
+    }
+}
+
+/// Whole milliseconds since the Unix epoch; 0 if the system clock is before 1970.
+pub fn now_ms() -> u64 {
+    precise_ms().max(0.0) as u64
 }
 
 /// Formats Unix milliseconds as RFC 3339 in UTC, e.g. `2026-11-22T05:04:00.123Z`.
@@ -77,5 +105,19 @@ mod tests {
     #[test]
     fn now_is_after_2024() {
         assert!(now_ms() > 1_704_067_200_000);
+    }
+
+    #[test]
+    fn the_clock_follows_the_monotonic_clock_and_the_wall_clock() {
+        let start = Instant::now();
+        let later = start + std::time::Duration::from_millis(1500);
+        assert!((at(later) - at(start) - 1500.0).abs() < 1e-6);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0;
+        assert!((precise_ms() - wall).abs() < 1000.0);
+        assert!(precise_ms() >= at(start));
     }
 }

@@ -49,7 +49,7 @@ impl Rooms {
                     key,
                     Some(by),
                     ServerEvent::Command(*kind),
-                    &CommandEvent::of(*kind, play),
+                    &CommandEvent::of(*kind, play, now_ms()),
                 );
             }
             Cause::Membership | Cause::Resync => {

@@ -24,6 +24,7 @@ mod scripts;
 mod service;
 mod shared;
 mod socket;
+mod timing;
 mod views;
 mod websocket;
 

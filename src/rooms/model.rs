@@ -81,7 +81,9 @@ impl RoomId {
     }
 }
 
-/// What is playing and where: the time `time` (seconds) was true at `updated_at` (Unix ms).
+/// What is playing and where: the room's timeline. At the server instant `start_at` (Unix
+/// ms) the position to be heard is `time` (seconds); while playing it advances from there at
+/// `rate`. Before `start_at` (a start scheduled ahead) the room waits at `time`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlayState {
     /// The track object the host set; `Value::Null` when none. Shared: commands that keep
@@ -89,59 +91,83 @@ pub struct PlayState {
     pub track: Arc<Value>,
     pub is_playing: bool,
     pub time: f64,
-    pub updated_at: u64,
+    pub start_at: u64,
+    /// Playback speed, 0.5 to 2.0.
+    pub rate: f64,
 }
 
 impl PlayState {
     /// The playback position at `now_ms`: while playing, the stored time plus the time
-    /// elapsed since it was stored; while paused, the stored time.
+    /// elapsed since `start_at` at `rate`; while paused (or before the start), the stored
+    /// time.
     pub fn position_at(&self, now_ms: u64) -> f64 {
         if self.is_playing {
-            self.time + now_ms.saturating_sub(self.updated_at) as f64 / 1000.0
+            self.time + now_ms.saturating_sub(self.start_at) as f64 / 1000.0 * self.rate
         } else {
             self.time
         }
     }
 
-    /// The state a host command at `now_ms` leads to (the sender's right to send it is
-    /// checked by the room).
-    pub fn after(&self, cmd: Control, now_ms: u64) -> PlayState {
-        let current = self.position_at(now_ms);
-        let (track, is_playing, time) = match cmd {
-            Control::TrackChange { track } => (Arc::new(track), true, 0.0),
-            Control::Play { time } => (self.track.clone(), true, time.unwrap_or(current)),
-            Control::Pause { time } => (self.track.clone(), false, time.unwrap_or(current)),
-            Control::Seek { time } | Control::SyncProgress { time } => {
-                (self.track.clone(), self.is_playing, time)
+    /// The state a host command leads to when it takes effect at `start_ms` (the sender's
+    /// right to send it is checked by the room). "From where we are" means the position
+    /// the room reaches at `start_ms`, so the timeline does not jump.
+    pub fn after(&self, cmd: Control, start_ms: u64) -> PlayState {
+        let current = self.position_at(start_ms);
+        let (mut track, mut is_playing, mut rate) =
+            (self.track.clone(), self.is_playing, self.rate);
+        let time = match cmd {
+            Control::TrackChange { track: new } => {
+                (track, is_playing) = (Arc::new(new), true);
+                0.0
+            }
+            Control::Play { time } => {
+                is_playing = true;
+                time.unwrap_or(current)
+            }
+            Control::Pause { time } => {
+                is_playing = false;
+                time.unwrap_or(current)
+            }
+            Control::Seek { time } | Control::SyncProgress { time } => time,
+            Control::SetRate { rate: new } => {
+                rate = new;
+                current
             }
         };
         PlayState {
             track,
             is_playing,
             time,
-            updated_at: now_ms,
+            start_at: start_ms,
+            rate,
         }
     }
 
     /// The seed's `play_state` as of `now_ms`, plus `server_time` (the instant the
-    /// position is valid at, so clients can extrapolate precisely).
+    /// position is valid at, so clients can extrapolate precisely), `start_at` and
+    /// `playback_rate`.
     pub fn snapshot(&self, now_ms: u64) -> PlaySnapshot<'_> {
         PlaySnapshot {
             current_track: &self.track,
             is_playing: self.is_playing,
             current_time: self.position_at(now_ms),
             server_time: now_ms,
+            start_at: self.start_at.max(now_ms),
+            playback_rate: self.rate,
         }
     }
 }
 
-/// The seed's `play_state` object on the wire.
+/// The seed's `play_state` object on the wire, with the timeline: at `start_at` (a server
+/// instant, Unix ms) the position to be heard is `current_time`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PlaySnapshot<'a> {
     pub current_track: &'a Value,
     pub is_playing: bool,
     pub current_time: f64,
     pub server_time: u64,
+    pub start_at: u64,
+    pub playback_rate: f64,
 }
 
 /// A host command.
@@ -157,6 +183,8 @@ pub enum Control {
     Seek { time: f64 },
     /// The host's periodic report of where it is.
     SyncProgress { time: f64 },
+    /// New playback speed; the position carries on from where the room is.
+    SetRate { rate: f64 },
 }
 
 /// The kinds of host command: each arrives as, and is broadcast as, its own event.
@@ -167,15 +195,17 @@ pub enum CommandKind {
     Pause,
     Seek,
     SyncProgress,
+    SetRate,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 5] = [
+    pub const ALL: [CommandKind; 6] = [
         CommandKind::TrackChange,
         CommandKind::Play,
         CommandKind::Pause,
         CommandKind::Seek,
         CommandKind::SyncProgress,
+        CommandKind::SetRate,
     ];
 
     /// The event name the command arrives as and is broadcast as.
@@ -186,7 +216,17 @@ impl CommandKind {
             CommandKind::Pause => "pause",
             CommandKind::Seek => "seek",
             CommandKind::SyncProgress => "sync_progress",
+            CommandKind::SetRate => "set_rate",
         }
+    }
+
+    /// Whether the command starts playback somewhere new, so it is scheduled ahead (every
+    /// member must hear of it before it takes effect).
+    pub fn starts_playback(self) -> bool {
+        matches!(
+            self,
+            CommandKind::TrackChange | CommandKind::Play | CommandKind::Seek
+        )
     }
 
     /// The kind named `event`, if it is a host command.
@@ -203,6 +243,7 @@ impl Control {
             Control::Pause { .. } => CommandKind::Pause,
             Control::Seek { .. } => CommandKind::Seek,
             Control::SyncProgress { .. } => CommandKind::SyncProgress,
+            Control::SetRate { .. } => CommandKind::SetRate,
         }
     }
 }
@@ -298,7 +339,8 @@ impl Room {
                 track: Arc::new(track),
                 is_playing: true,
                 time,
-                updated_at: now_ms,
+                start_at: now_ms,
+                rate: 1.0,
             },
             host: creator.clone(),
             host_since: now_ms,
@@ -413,21 +455,22 @@ impl Room {
         Some(first)
     }
 
-    /// Decides a host command at `now_ms`: the play state it leads to. Only the host may
-    /// change the state. Changes nothing.
+    /// Decides a host command taking effect at `start_ms`: the play state it leads to. Only
+    /// the host may change the state. Changes nothing.
     pub fn decide_control(
         &self,
         sender: &str,
         cmd: Control,
-        now_ms: u64,
+        start_ms: u64,
     ) -> Result<PlayState, Refusal> {
         if self.host != sender {
             return Err(Refusal::NotHost);
         }
-        Ok(self.play.after(cmd, now_ms))
+        Ok(self.play.after(cmd, start_ms))
     }
 
-    /// Applies a host command at `now_ms` ([`Room::decide_control`], then the result).
+    /// Applies a host command at `now_ms`, effective at once ([`Room::decide_control`],
+    /// then the result).
     /// Returns the position the command resolved to (what is broadcast as `current_time`).
     #[cfg(test)]
     pub fn control(&mut self, sender: &str, cmd: Control, now_ms: u64) -> Result<f64, Refusal> {
@@ -601,13 +644,59 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduled_start_waits_then_advances_at_the_rate() {
+        let mut r = room();
+        r.play = r
+            .decide_control("a", Control::Pause { time: Some(5.0) }, 1_000)
+            .unwrap();
+        // Play decided at 1 000, taking effect at 1 300: the room waits until then.
+        r.play = r
+            .decide_control("a", Control::Play { time: None }, 1_300)
+            .unwrap();
+        assert_eq!(r.play.position_at(1_200), 5.0);
+        assert_eq!(r.play.position_at(2_300), 6.0);
+        // A new rate carries on from where the room is when it takes effect.
+        r.play = r
+            .decide_control("a", Control::SetRate { rate: 2.0 }, 2_300)
+            .unwrap();
+        assert_eq!((r.play.time, r.play.rate), (6.0, 2.0));
+        assert_eq!(r.play.position_at(3_300), 8.0);
+        // Play while playing, effective later, continues the timeline without a jump.
+        let next = r.play.after(Control::Play { time: None }, 4_300);
+        assert_eq!(next.time, r.play.position_at(4_300));
+        let snap = next.snapshot(4_000);
+        assert_eq!((snap.current_time, snap.start_at), (10.0, 4_300));
+        assert_eq!(next.snapshot(5_000).start_at, 5_000, "a past start is now");
+    }
+
+    #[test]
+    fn only_starts_are_scheduled_ahead() {
+        let ahead: Vec<_> = CommandKind::ALL
+            .into_iter()
+            .filter(|k| k.starts_playback())
+            .collect();
+        assert_eq!(
+            ahead,
+            [
+                CommandKind::TrackChange,
+                CommandKind::Play,
+                CommandKind::Seek
+            ]
+        );
+        for kind in CommandKind::ALL {
+            assert_eq!(CommandKind::from_event(kind.event()), Some(kind));
+        }
+    }
+
+    #[test]
     fn snapshot_carries_the_seed_fields() {
         let r = room();
         let v = serde_json::to_value(r.play.snapshot(2_000)).unwrap();
         assert_eq!(
             v,
             json!({"current_track": {"name": "song"}, "is_playing": true,
-                   "current_time": 11.0, "server_time": 2_000})
+                   "current_time": 11.0, "server_time": 2_000,
+                   "start_at": 2_000, "playback_rate": 1.0})
         );
     }
 }

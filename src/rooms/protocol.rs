@@ -19,11 +19,13 @@ pub enum ClientEvent {
     Pause,
     Seek,
     SyncProgress,
+    SetRate,
     GetRoomState,
+    TimeSync,
 }
 
 impl ClientEvent {
-    pub const ALL: [ClientEvent; 8] = [
+    pub const ALL: [ClientEvent; 10] = [
         ClientEvent::CreateRoom,
         ClientEvent::JoinRoom,
         ClientEvent::TrackChange,
@@ -31,7 +33,9 @@ impl ClientEvent {
         ClientEvent::Pause,
         ClientEvent::Seek,
         ClientEvent::SyncProgress,
+        ClientEvent::SetRate,
         ClientEvent::GetRoomState,
+        ClientEvent::TimeSync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,7 +47,9 @@ impl ClientEvent {
             ClientEvent::Pause => "pause",
             ClientEvent::Seek => "seek",
             ClientEvent::SyncProgress => "sync_progress",
+            ClientEvent::SetRate => "set_rate",
             ClientEvent::GetRoomState => "get_room_state",
+            ClientEvent::TimeSync => "time_sync",
         }
     }
 
@@ -53,7 +59,10 @@ impl ClientEvent {
     pub fn reports_errors(self) -> bool {
         matches!(
             self,
-            ClientEvent::CreateRoom | ClientEvent::JoinRoom | ClientEvent::GetRoomState
+            ClientEvent::CreateRoom
+                | ClientEvent::JoinRoom
+                | ClientEvent::GetRoomState
+                | ClientEvent::TimeSync
         )
     }
 }
@@ -105,9 +114,17 @@ pub enum Request {
     GetRoomState {
         room: RoomId,
     },
+    /// A host command, taking effect at `at` (server ms) if the host asked for an instant.
     Control {
         room: RoomId,
         cmd: Control,
+        at: Option<f64>,
+    },
+    /// A clock probe: the client's send time `t0` (its clock, ms), and the round-trip time
+    /// it measured for its previous probe, if any.
+    TimeSync {
+        t0: f64,
+        rtt: Option<f64>,
     },
 }
 
@@ -119,6 +136,8 @@ pub enum ErrorCode {
     InvalidRoomId,
     InvalidCurrentTime,
     InvalidTrack,
+    InvalidPlaybackRate,
+    InvalidAt,
     RoomNotFound,
     RoomExists,
     NotHost,
@@ -175,7 +194,17 @@ pub fn parse(event: ClientEvent, payload: &Value, limits: Limits) -> Result<Requ
             format!("{} expects a JSON object payload", event.name()),
         ));
     };
+    if event == ClientEvent::TimeSync {
+        return time_sync(fields);
+    }
     let room = room_id(fields)?;
+    let control = |cmd| -> Result<Request, Invalid> {
+        Ok(Request::Control {
+            room: room.clone(),
+            cmd,
+            at: at(fields)?,
+        })
+    };
     Ok(match event {
         ClientEvent::CreateRoom => Request::CreateRoom {
             room,
@@ -192,35 +221,72 @@ pub fn parse(event: ClientEvent, payload: &Value, limits: Limits) -> Result<Requ
                     "track_change needs a track object",
                 ));
             }
-            Request::Control {
-                room,
-                cmd: Control::TrackChange { track },
-            }
+            control(Control::TrackChange { track })?
         }
-        ClientEvent::Play => Request::Control {
-            room,
-            cmd: Control::Play {
-                time: optional_time(fields)?,
-            },
+        ClientEvent::Play => control(Control::Play {
+            time: optional_time(fields)?,
+        })?,
+        ClientEvent::Pause => control(Control::Pause {
+            time: optional_time(fields)?,
+        })?,
+        ClientEvent::Seek => control(Control::Seek {
+            time: required_time(fields, event)?,
+        })?,
+        ClientEvent::SyncProgress => control(Control::SyncProgress {
+            time: required_time(fields, event)?,
+        })?,
+        ClientEvent::SetRate => control(Control::SetRate {
+            rate: playback_rate(fields)?,
+        })?,
+        ClientEvent::TimeSync => return time_sync(fields),
+    })
+}
+
+/// Slowest and fastest playback rate accepted.
+pub const RATES: std::ops::RangeInclusive<f64> = 0.5..=2.0;
+
+/// `playback_rate`: a number from 0.5 to 2.0.
+fn playback_rate(fields: &Map<String, Value>) -> Result<f64, Invalid> {
+    match fields.get("playback_rate").and_then(Value::as_f64) {
+        Some(rate) if RATES.contains(&rate) => Ok(rate),
+        _ => Err(Invalid::new(
+            ErrorCode::InvalidPlaybackRate,
+            "playback_rate must be a number from 0.5 to 2.0",
+        )),
+    }
+}
+
+/// `at`: absent or null, or a finite number (a server instant, Unix ms).
+fn at(fields: &Map<String, Value>) -> Result<Option<f64>, Invalid> {
+    match fields.get("at") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(at) if at.is_finite() => Ok(Some(at)),
+            _ => Err(Invalid::new(
+                ErrorCode::InvalidAt,
+                "at must be a server instant in Unix milliseconds",
+            )),
         },
-        ClientEvent::Pause => Request::Control {
-            room,
-            cmd: Control::Pause {
-                time: optional_time(fields)?,
-            },
-        },
-        ClientEvent::Seek => Request::Control {
-            room,
-            cmd: Control::Seek {
-                time: required_time(fields, event)?,
-            },
-        },
-        ClientEvent::SyncProgress => Request::Control {
-            room,
-            cmd: Control::SyncProgress {
-                time: required_time(fields, event)?,
-            },
-        },
+    }
+}
+
+/// `time_sync {t0, rtt?}`.
+fn time_sync(fields: &Map<String, Value>) -> Result<Request, Invalid> {
+    let number = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_f64)
+            .filter(|n| n.is_finite())
+    };
+    let Some(t0) = number("t0") else {
+        return Err(Invalid::new(
+            ErrorCode::InvalidPayload,
+            "time_sync needs t0, the client's clock in milliseconds",
+        ));
+    };
+    Ok(Request::TimeSync {
+        t0,
+        rtt: number("rtt"),
     })
 }
 
@@ -407,7 +473,8 @@ mod tests {
             parse(e, &json!({"room_id": "r", "current_time": 0}), LIMITS).unwrap(),
             Request::Control {
                 room: RoomId::from_key("r"),
-                cmd: Control::Seek { time: 0.0 }
+                cmd: Control::Seek { time: 0.0 },
+                at: None
             }
         );
         // play and pause may omit it: "from where we are".
@@ -415,7 +482,8 @@ mod tests {
             parse(ClientEvent::Pause, &json!({"room_id": "r"}), LIMITS).unwrap(),
             Request::Control {
                 room: RoomId::from_key("r"),
-                cmd: Control::Pause { time: None }
+                cmd: Control::Pause { time: None },
+                at: None
             }
         );
     }
@@ -447,6 +515,65 @@ mod tests {
                 track: Value::Null,
                 time: 3.0
             }
+        );
+    }
+
+    #[test]
+    fn set_rate_at_and_time_sync_rules() {
+        let e = ClientEvent::SetRate;
+        assert_eq!(
+            parse(e, &json!({"room_id": "r", "playback_rate": 0.5}), LIMITS).unwrap(),
+            Request::Control {
+                room: RoomId::from_key("r"),
+                cmd: Control::SetRate { rate: 0.5 },
+                at: None
+            }
+        );
+        for bad in [json!(2.01), json!(0.49), json!("1"), json!(null)] {
+            assert_eq!(
+                code(e, json!({"room_id": "r", "playback_rate": bad})),
+                ErrorCode::InvalidPlaybackRate
+            );
+        }
+        assert_eq!(
+            parse(
+                ClientEvent::Play,
+                &json!({"room_id": "r", "at": 1_800_000_000_000u64}),
+                LIMITS
+            )
+            .unwrap(),
+            Request::Control {
+                room: RoomId::from_key("r"),
+                cmd: Control::Play { time: None },
+                at: Some(1_800_000_000_000.0)
+            }
+        );
+        assert_eq!(
+            code(
+                ClientEvent::Seek,
+                json!({"room_id": "r", "current_time": 1, "at": "soon"})
+            ),
+            ErrorCode::InvalidAt
+        );
+        assert_eq!(
+            parse(
+                ClientEvent::TimeSync,
+                &json!({"t0": 12.5, "rtt": 30}),
+                LIMITS
+            )
+            .unwrap(),
+            Request::TimeSync {
+                t0: 12.5,
+                rtt: Some(30.0)
+            }
+        );
+        assert_eq!(
+            parse(ClientEvent::TimeSync, &json!({"t0": 1, "rtt": "x"}), LIMITS).unwrap(),
+            Request::TimeSync { t0: 1.0, rtt: None }
+        );
+        assert_eq!(
+            code(ClientEvent::TimeSync, json!({})),
+            ErrorCode::InvalidPayload
         );
     }
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::model::{MemberId, Room};
+use super::timing::Rtts;
 use super::views::Parts;
 
 /// A room as this process knows it.
@@ -23,6 +24,8 @@ pub(super) struct Entry {
     pub version: u64,
     /// Changed while Redis was unavailable: to be merged into the shared state.
     pub dirty: bool,
+    /// The connections of the members connected here.
+    pub locals: HashMap<MemberId, Arc<Connection>>,
 }
 
 impl Entry {
@@ -34,7 +37,16 @@ impl Entry {
             count: 0,
             version: 0,
             dirty: false,
+            locals: HashMap::new(),
         }
+    }
+
+    /// The highest recent p95 round-trip time among the members connected here.
+    pub fn worst_rtt(&self) -> Option<f64> {
+        self.locals
+            .values()
+            .filter_map(|c| c.rtts().p95())
+            .max_by(f64::total_cmp)
     }
 
     pub fn parts(&self) -> Parts<'_> {
@@ -55,11 +67,13 @@ pub(super) type Slot = Arc<AsyncMutex<Option<Entry>>>;
 /// A locked slot.
 pub(super) type Locked = OwnedMutexGuard<Option<Entry>>;
 
-/// One client connection's part in the rooms: who it is and the room it is in (at most one).
+/// One client connection's part in the rooms: who it is, the room it is in (at most one),
+/// and the round-trip times its clock probes measured.
 #[derive(Debug)]
 pub(crate) struct Connection {
     member: MemberId,
     room: Mutex<Option<String>>,
+    rtts: Mutex<Rtts>,
 }
 
 impl Connection {
@@ -67,7 +81,12 @@ impl Connection {
         Arc::new(Self {
             member,
             room: Mutex::new(None),
+            rtts: Mutex::default(),
         })
+    }
+
+    pub(crate) fn rtts(&self) -> MutexGuard<'_, Rtts> {
+        self.rtts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn member(&self) -> &MemberId {

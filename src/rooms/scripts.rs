@@ -5,8 +5,9 @@
 //!
 //! Room keys (`{p}` is the prefix, `{k}` the room key):
 //! - `{p}room:{k}` hash: `id` (JSON), `host`, `since` (ms the host has held the role since),
-//!   `track` (JSON), `playing` (0/1), `time` (JSON number), `upd` (Unix ms the time is valid
-//!   at), `created` (ms), `v` (version);
+//!   `track` (JSON), `playing` (0/1), `time` (JSON number), `upd` (the server instant, Unix
+//!   ms, at which `time` is the position: a start may be scheduled ahead), `rate` (playback
+//!   speed, JSON number), `created` (ms), `v` (version);
 //! - `{p}room:{k}:m` sorted set: member → join sequence (the lowest is the longest present);
 //! - `{p}room:{k}:o` hash: member → owning instance id;
 //! - `{p}rooms` set of room keys; `{p}seq` the last version / join sequence handed out.
@@ -33,7 +34,7 @@ local function next_version()
   return v
 end
 local function fact(origin, key_json, event, sender, bump)
-  local f = redis.call('HMGET', room, 'id', 'host', 'track', 'playing', 'time', 'upd', 'created', 'v', 'since')
+  local f = redis.call('HMGET', room, 'id', 'host', 'track', 'playing', 'time', 'upd', 'created', 'v', 'since', 'rate')
   local v = f[8]
   if bump then
     v = next_version()
@@ -43,7 +44,7 @@ local function fact(origin, key_json, event, sender, bump)
     ',"c":' .. redis.call('ZCARD', members) .. ',"h":"' .. f[2] .. '","hs":' .. f[9] ..
     ',"e":"' .. event ..
     '","x":"' .. sender .. '","tr":' .. f[3] .. ',"p":' .. f[4] .. ',"t":' .. f[5] ..
-    ',"u":' .. f[6] .. ',"cr":' .. f[7] .. '}'
+    ',"u":' .. f[6] .. ',"cr":' .. f[7] .. ',"rt":' .. (f[10] or '1') .. '}'
 end
 local function deleted(origin, key_json, key)
   redis.call('DEL', room, members, owners)
@@ -65,7 +66,7 @@ local origin, key_json, key, sid, inst, id_json, track, time, now, channel =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if redis.call('EXISTS', room) == 1 then return {'exists'} end
 redis.call('HSET', room, 'id', id_json, 'host', sid, 'since', now, 'track', track,
-  'playing', '1', 'time', time, 'upd', now, 'created', now, 'v', 0)
+  'playing', '1', 'time', time, 'upd', now, 'rate', '1', 'created', now, 'v', 0)
 redis.call('ZADD', members, next_version(), sid)
 redis.call('HSET', owners, sid, inst)
 redis.call('SADD', rooms, key)
@@ -122,24 +123,25 @@ return {'ok', f}
 });
 
 /// ARGV: origin, key JSON, member, event, time ("" = the current position), track JSON
-/// ("" = unchanged), now, channel. Host only.
+/// ("" = unchanged), rate ("" = unchanged), now, start (the instant it takes effect, ≥ now),
+/// channel. Host only. The rules mirror `rooms::model::PlayState::after`: "the current
+/// position" is where the room's timeline is at `start`, so nothing jumps.
 /// Returns `{"not_found"}`, `{"not_host"}` or `{"ok", fact}`.
 pub static CONTROL: LazyLock<Script> = LazyLock::new(|| {
     room_script(
         r#"
-local origin, key_json, sid, event, time, track, now, channel =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local origin, key_json, sid, event, time, track, rate, now, start, channel =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if redis.call('EXISTS', room) == 0 then return {'not_found'} end
-local s = redis.call('HMGET', room, 'host', 'playing', 'time', 'upd')
+local s = redis.call('HMGET', room, 'host', 'playing', 'time', 'upd', 'rate')
 if s[1] ~= sid then return {'not_host'} end
 local playing = s[2]
-if time == '' then
-  local current = tonumber(s[3])
-  if playing == '1' then
-    current = current + math.max(0, tonumber(now) - tonumber(s[4])) / 1000
-  end
-  time = string.format('%.17g', current)
+local old_rate = tonumber(s[5] or '1')
+local current = tonumber(s[3])
+if playing == '1' then
+  current = current + math.max(0, tonumber(start) - tonumber(s[4])) / 1000 * old_rate
 end
+if time == '' then time = string.format('%.17g', current) end
 if event == 'track_change' then
   playing = '1'
   time = '0'
@@ -148,8 +150,10 @@ elseif event == 'play' then
   playing = '1'
 elseif event == 'pause' then
   playing = '0'
+elseif event == 'set_rate' then
+  redis.call('HSET', room, 'rate', rate)
 end
-redis.call('HSET', room, 'playing', playing, 'time', time, 'upd', now)
+redis.call('HSET', room, 'playing', playing, 'time', time, 'upd', start)
 local f = fact(origin, key_json, event, sid, true)
 redis.call('PUBLISH', channel, f)
 return {'ok', f}
@@ -159,8 +163,8 @@ return {'ok', f}
 
 /// After an outage: merges this instance's view of a room into the shared one.
 /// ARGV: origin, key JSON, key, instance, instance base (owners starting with it are this
-/// process under any epoch), id JSON, created, track JSON, playing, time, upd, host hint,
-/// hint's host-since, now, channel, then the local members in join order.
+/// process under any epoch), id JSON, created, track JSON, playing, time, upd, rate, host
+/// hint, hint's host-since, now, channel, then the local members in join order.
 /// Membership: this process's members that are gone are removed, present ones are added (or
 /// re-owned). Play state: the newer one (by `upd`) wins. Host: of the stored host and the
 /// hint, whichever is a member and has held the role longer (a host promoted only because
@@ -169,19 +173,20 @@ return {'ok', f}
 pub static RECONCILE: LazyLock<Script> = LazyLock::new(|| {
     room_script(
         r#"
-local origin, key_json, key, inst, base, id_json, created, track, playing, time, upd, hint,
-  hint_since, now, channel =
+local origin, key_json, key, inst, base, id_json, created, track, playing, time, upd, rate,
+  hint, hint_since, now, channel =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
-  ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
-local first_member = 16
+  ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16]
+local first_member = 17
 local local_members = {}
 for i = first_member, #ARGV do local_members[ARGV[i]] = true end
 if redis.call('EXISTS', room) == 0 then
   redis.call('HSET', room, 'id', id_json, 'host', '', 'since', now, 'track', track,
-    'playing', playing, 'time', time, 'upd', upd, 'created', created, 'v', 0)
+    'playing', playing, 'time', time, 'upd', upd, 'rate', rate, 'created', created, 'v', 0)
   redis.call('SADD', rooms, key)
 elseif tonumber(upd) > tonumber(redis.call('HGET', room, 'upd')) then
-  redis.call('HSET', room, 'track', track, 'playing', playing, 'time', time, 'upd', upd)
+  redis.call('HSET', room, 'track', track, 'playing', playing, 'time', time, 'upd', upd,
+    'rate', rate)
 end
 local owned = redis.call('HGETALL', owners)
 for i = 1, #owned, 2 do

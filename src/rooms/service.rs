@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::model::{Change, Control, Departure, MemberId, Room, RoomId};
+use super::model::{Change, Control, Departure, MemberId, PlayState, Room, RoomId};
 use super::protocol::{Invalid, Limits, ServerEvent};
 use super::registry::{Connection, Entry, Registry};
 use super::shared::{self, Fact, Outcome};
+use super::timing;
 use super::views::Reply;
 use crate::clock::now_ms;
 use crate::cluster::Backplane;
@@ -67,7 +68,7 @@ impl Rooms {
     /// previous room. Refused (`room_exists`) with nothing changed if the id is taken.
     pub(crate) async fn create(
         &self,
-        conn: &Connection,
+        conn: &Arc<Connection>,
         room: RoomId,
         track: Value,
         time: f64,
@@ -108,6 +109,7 @@ impl Rooms {
             }
             None => Entry::new(Room::create(room.clone(), member.clone(), track, time, now)),
         });
+        entry.locals.insert(member.clone(), conn.clone());
         *conn.room() = Some(room.key.clone());
         self.out.join(&member, &room.key);
         tracing::info!(room = %room.key, host = %member, shared = decided.is_some(), "room created");
@@ -130,7 +132,11 @@ impl Rooms {
 
     /// `join_room`: leaves the current room (if another), then joins `room`. Joining the
     /// room one is in again just answers `room_joined`.
-    pub(crate) async fn join(&self, conn: &Connection, room: RoomId) -> Result<Reply, Invalid> {
+    pub(crate) async fn join(
+        &self,
+        conn: &Arc<Connection>,
+        room: RoomId,
+    ) -> Result<Reply, Invalid> {
         // When Redis fails (`Err`), the join is decided here instead.
         if let Some(bp) = self.shared()
             && let Ok(result) = self.join_shared(bp, conn, &room).await
@@ -159,7 +165,7 @@ impl Rooms {
             .then(|| Change::membership(entry.room.user_count(), None));
         if change.is_some() {
             self.changed_locally(entry);
-            self.entered(conn, &room.key);
+            self.entered(entry, conn, &room.key);
         }
         let mut view = entry.parts().for_client(&room.raw, now_ms());
         if let Some(count) = change.as_ref().and_then(|c| c.count) {
@@ -180,7 +186,7 @@ impl Rooms {
     async fn join_shared(
         &self,
         bp: &Backplane,
-        conn: &Connection,
+        conn: &Arc<Connection>,
         room: &RoomId,
     ) -> Result<Result<Reply, Invalid>, ()> {
         self.reconcile_key(&room.key).await;
@@ -218,7 +224,7 @@ impl Rooms {
             ))
         });
         if entry.room.join(member.clone()) {
-            self.entered(conn, &room.key);
+            self.entered(entry, conn, &room.key);
         }
         let view = fact.parts().for_client(&room.raw, now_ms());
         self.out.to_member(member, ServerEvent::RoomJoined, &view);
@@ -231,7 +237,8 @@ impl Rooms {
     }
 
     /// Records that the connection is now in room `key`.
-    fn entered(&self, conn: &Connection, key: &str) {
+    fn entered(&self, entry: &mut Entry, conn: &Arc<Connection>, key: &str) {
+        entry.locals.insert(conn.member().clone(), conn.clone());
         *conn.room() = Some(key.to_owned());
         self.out.join(conn.member(), key);
         tracing::debug!(room = %key, member = %conn.member(), "member joined");
@@ -241,9 +248,10 @@ impl Rooms {
     /// no such room) with nothing changed.
     pub(crate) async fn control(
         &self,
-        conn: &Connection,
+        conn: &Arc<Connection>,
         room: RoomId,
         cmd: Control,
+        at: Option<f64>,
     ) -> Result<Reply, Invalid> {
         let member = conn.member();
         let kind = cmd.kind();
@@ -254,20 +262,15 @@ impl Rooms {
                 Some(slot) => Some(slot.lock().await),
                 None => None,
             };
-            let (time, track) = match &cmd {
-                Control::TrackChange { track } => (None, Some(track)),
-                Control::Play { time } | Control::Pause { time } => (*time, None),
-                Control::Seek { time } | Control::SyncProgress { time } => (Some(*time), None),
-            };
-            match shared::control(bp, &room.key, member, kind, time, track, now_ms()).await {
+            let entry = guard.as_mut().and_then(|g| g.as_mut());
+            let now = now_ms();
+            let start = Self::start_of(kind, at, now, entry.as_deref());
+            match shared::control(bp, &room.key, member, &cmd, now, start).await {
                 Ok(Outcome::Done(fact)) => {
-                    if let Some(entry) = guard.as_mut().and_then(|g| g.as_mut()) {
+                    if let Some(entry) = entry {
                         self.apply_fact(entry, &fact);
                     }
-                    return Ok(Reply::Command {
-                        current_time: fact.play.time,
-                        server_time: fact.play.updated_at,
-                    });
+                    return Ok(Self::command_reply(&fact.play, now));
                 }
                 Ok(Outcome::Refused(why)) if why == "not_host" => return Err(Invalid::not_host()),
                 Ok(_) => return Err(Invalid::room_not_found(&room)),
@@ -281,21 +284,67 @@ impl Rooms {
         let Some(entry) = guard.as_mut() else {
             return Err(Invalid::room_not_found(&room));
         };
+        let now = now_ms();
+        let start = Self::start_of(kind, at, now, Some(entry));
         let play = entry
             .room
-            .decide_control(member, cmd, now_ms())
+            .decide_control(member, cmd, start)
             .map_err(|_| Invalid::not_host())?;
-        let reply = Reply::Command {
-            current_time: play.time,
-            server_time: play.updated_at,
-        };
+        let reply = Self::command_reply(&play, now);
         self.changed_locally(entry);
         self.apply(entry, &Change::command(kind, member.clone(), play));
         Ok(reply)
     }
 
+    /// When a command of `kind` decided at `now` takes effect: the host's `at`, or far
+    /// enough ahead that every member here hears of a new start in time (see [`timing`]).
+    fn start_of(
+        kind: super::model::CommandKind,
+        at: Option<f64>,
+        now: u64,
+        entry: Option<&Entry>,
+    ) -> u64 {
+        let lead = kind
+            .starts_playback()
+            .then(|| timing::lead_ms(entry.and_then(Entry::worst_rtt)));
+        timing::schedule(now, at, lead)
+    }
+
+    /// The acknowledgement of a host command: the timeline it set.
+    fn command_reply(play: &PlayState, now: u64) -> Reply {
+        Reply::Command {
+            current_time: play.time,
+            server_time: now,
+            start_at: play.start_at,
+            playback_rate: play.rate,
+        }
+    }
+
+    /// `time_sync`: records the client's last round-trip time and answers with the server's
+    /// clock when the probe arrived (`received`) and now.
+    pub(crate) fn time_sync(
+        &self,
+        conn: &Connection,
+        t0: f64,
+        rtt: Option<f64>,
+        received: f64,
+    ) -> Reply {
+        if let Some(rtt) = rtt {
+            conn.rtts().record(rtt);
+        }
+        Reply::Time {
+            t0,
+            t1: received,
+            t2: crate::clock::precise_ms(),
+        }
+    }
+
     /// `get_room_state`: the room's state, sent as `room_state`.
-    pub(crate) async fn state(&self, conn: &Connection, room: RoomId) -> Result<Reply, Invalid> {
+    pub(crate) async fn state(
+        &self,
+        conn: &Arc<Connection>,
+        room: RoomId,
+    ) -> Result<Reply, Invalid> {
         let view = match self.read_shared(&room.key).await {
             Some(Ok(Some(fact))) => fact.parts().for_client(&room.raw, now_ms()),
             Some(Ok(None)) => return Err(Invalid::room_not_found(&room)),
@@ -327,7 +376,7 @@ impl Rooms {
 
     /// Removes the connection from its room (on disconnect, or before it creates or joins
     /// another one): hands the host role over and deletes the room if it is now empty.
-    pub(crate) async fn leave(&self, conn: &Connection) {
+    pub(crate) async fn leave(&self, conn: &Arc<Connection>) {
         let Some(key) = conn.room().take() else {
             return;
         };
@@ -345,6 +394,7 @@ impl Rooms {
             && let Ok(outcome) = shared::leave(bp, &key, member, None, now).await
         {
             entry.room.drop_member(member);
+            entry.locals.remove(member);
             if let Outcome::Done(fact) = &outcome {
                 self.apply_fact(entry, fact);
             }
@@ -356,6 +406,7 @@ impl Rooms {
             }
             return;
         }
+        entry.locals.remove(member);
         match entry.room.leave(member, now) {
             Departure::NotMember => {}
             Departure::Emptied => {

@@ -14,7 +14,7 @@ use redis::Value as RedisValue;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::model::{Cause, Change, CommandKind, MemberId, PlayState, RoomId};
+use super::model::{Cause, Change, CommandKind, Control, MemberId, PlayState, RoomId};
 use super::registry::Entry;
 use super::scripts;
 use super::views::Parts;
@@ -75,9 +75,15 @@ struct RawFact {
     #[serde(rename = "t", default)]
     time: f64,
     #[serde(rename = "u", default)]
-    updated_at: u64,
+    start_at: u64,
+    #[serde(rename = "rt", default = "normal_rate")]
+    rate: f64,
     #[serde(rename = "cr", default)]
     created_at: u64,
+}
+
+fn normal_rate() -> f64 {
+    1.0
 }
 
 impl From<RawFact> for Fact {
@@ -95,7 +101,8 @@ impl From<RawFact> for Fact {
                 track: Arc::new(raw.track),
                 is_playing: raw.playing == 1,
                 time: raw.time,
-                updated_at: raw.updated_at,
+                start_at: raw.start_at,
+                rate: raw.rate,
             },
             created_at: raw.created_at,
         }
@@ -278,22 +285,29 @@ pub(super) async fn leave(
     run(bp, &scripts::LEAVE, room, args).await
 }
 
-/// A host command: `time` absent means "the current position"; `track` for track_change.
+/// A host command decided at `now`, taking effect at `start`.
 pub(super) async fn control(
     bp: &Backplane,
     room: &str,
     member: &MemberId,
-    kind: CommandKind,
-    time: Option<f64>,
-    track: Option<&Value>,
+    cmd: &Control,
     now: u64,
+    start: u64,
 ) -> Result<Outcome> {
+    let (time, track, rate) = match cmd {
+        Control::TrackChange { track } => (None, Some(track), None),
+        Control::Play { time } | Control::Pause { time } => (*time, None, None),
+        Control::Seek { time } | Control::SyncProgress { time } => (Some(*time), None, None),
+        Control::SetRate { rate } => (None, None, Some(*rate)),
+    };
     let args = vec![
         member.to_string(),
-        kind.event().to_owned(),
+        cmd.kind().event().to_owned(),
         time.map(json_number).unwrap_or_default(),
         track.map(Value::to_string).unwrap_or_default(),
+        rate.map(json_number).unwrap_or_default(),
         now.to_string(),
+        start.to_string(),
         channel(),
     ];
     run(bp, &scripts::CONTROL, room, args).await
@@ -312,7 +326,8 @@ pub(super) async fn reconcile(bp: &Backplane, entry: &Entry, now: u64) -> Result
         play.track.to_string(),
         if play.is_playing { "1" } else { "0" }.to_owned(),
         json_number(play.time),
-        play.updated_at.to_string(),
+        play.start_at.to_string(),
+        json_number(play.rate),
         room.host().to_owned(),
         room.host_since().to_string(),
         now.to_string(),
@@ -356,7 +371,8 @@ fn fact_from_hash(room: &str, fields: &HashMap<String, String>, count: usize) ->
             track: Arc::new(parse("track")),
             is_playing: get("playing") == "1",
             time: get("time").parse().unwrap_or(0.0),
-            updated_at: get("upd").parse().unwrap_or(0),
+            start_at: get("upd").parse().unwrap_or(0),
+            rate: get("rate").parse().unwrap_or(1.0),
         },
         created_at: get("created").parse().unwrap_or(0),
     })

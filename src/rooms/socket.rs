@@ -126,6 +126,7 @@ pub(super) fn dispatch<R: Responder>(
     data: Option<Value>,
     respond: R,
 ) -> impl Future<Output = ()> + Send + 'static + use<R> {
+    let received = crate::clock::precise_ms();
     let Some(event) = ClientEvent::ALL.into_iter().find(|e| e.name() == name) else {
         tracing::debug!(sid = %respond.sid(), event = name, "unknown event ignored");
         respond.acknowledge(&Nack::from(Invalid::new(
@@ -136,37 +137,56 @@ pub(super) fn dispatch<R: Responder>(
     };
     let payload = data.unwrap_or(Value::Null);
     let request = protocol::parse(event, &payload, rooms.limits());
+    if let Ok(Request::TimeSync { t0, rtt }) = request {
+        // A clock probe is answered at once: waiting behind other requests would only add
+        // to its round trip.
+        respond.acknowledge(&Ack::from(rooms.time_sync(&client.conn, t0, rtt, received)));
+        return client.queue.submit(std::future::ready(()).boxed());
+    }
     let (rooms, conn2) = (rooms.clone(), client.conn.clone());
     let job = async move {
         let outcome = match request {
             Ok(request) => execute(&rooms, &conn2, request).await,
             Err(invalid) => Err(invalid),
         };
-        match outcome {
-            Ok(reply) => respond.acknowledge(&Ack::from(reply)),
-            Err(invalid) => {
-                tracing::debug!(sid = %respond.sid(), event = event.name(), code = ?invalid.code, "request refused");
-                let report = event.reports_errors()
-                    || !matches!(
-                        invalid.code,
-                        protocol::ErrorCode::NotHost | protocol::ErrorCode::RoomNotFound
-                    );
-                if report {
-                    respond.emit_error(&invalid);
-                }
-                respond.acknowledge(&Nack::from(invalid));
-            }
-        }
+        answer(event, outcome, respond);
     };
     client.queue.submit(job.boxed())
 }
 
-async fn execute(rooms: &Rooms, conn: &Connection, request: Request) -> Result<Reply, Invalid> {
+/// Sends the outcome of a request: the acknowledgement, and the `error` event for refusals
+/// the client must hear of.
+fn answer<R: Responder>(event: ClientEvent, outcome: Result<Reply, Invalid>, respond: R) {
+    match outcome {
+        Ok(reply) => respond.acknowledge(&Ack::from(reply)),
+        Err(invalid) => {
+            tracing::debug!(sid = %respond.sid(), event = event.name(), code = ?invalid.code, "request refused");
+            let report = event.reports_errors()
+                || !matches!(
+                    invalid.code,
+                    protocol::ErrorCode::NotHost | protocol::ErrorCode::RoomNotFound
+                );
+            if report {
+                respond.emit_error(&invalid);
+            }
+            respond.acknowledge(&Nack::from(invalid));
+        }
+    }
+}
+
+async fn execute(
+    rooms: &Rooms,
+    conn: &Arc<Connection>,
+    request: Request,
+) -> Result<Reply, Invalid> {
     match request {
         Request::CreateRoom { room, track, time } => rooms.create(conn, room, track, time).await,
         Request::JoinRoom { room } => rooms.join(conn, room).await,
         Request::GetRoomState { room } => rooms.state(conn, room).await,
-        Request::Control { room, cmd } => rooms.control(conn, room, cmd).await,
+        Request::Control { room, cmd, at } => rooms.control(conn, room, cmd, at).await,
+        Request::TimeSync { t0, rtt } => {
+            Ok(rooms.time_sync(conn, t0, rtt, crate::clock::precise_ms()))
+        }
     }
 }
 

@@ -18,13 +18,16 @@ pub(super) struct Parts<'a> {
     pub play: &'a PlayState,
 }
 
-/// The play state as clients see it: the seed's `play_state` plus `server_time`.
+/// The play state as clients see it: the seed's `play_state` plus `server_time`,
+/// `start_at` and `playback_rate` (see [`PlaySnapshot`]).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Playing {
     pub current_track: Value,
     pub is_playing: bool,
     pub current_time: f64,
     pub server_time: u64,
+    pub start_at: u64,
+    pub playback_rate: f64,
 }
 
 impl Playing {
@@ -34,12 +37,16 @@ impl Playing {
             is_playing,
             current_time,
             server_time,
+            start_at,
+            playback_rate,
         } = play.snapshot(now);
         Playing {
             current_track: current_track.clone(),
             is_playing,
             current_time,
             server_time,
+            start_at,
+            playback_rate,
         }
     }
 }
@@ -88,21 +95,27 @@ impl Parts<'_> {
     }
 }
 
-/// A relayed host command: the seed's fields plus `server_time`.
+/// A relayed host command: the seed's fields, plus the instant the message was built
+/// (`server_time`) and the timeline: at `start_at` the position to be heard is
+/// `current_time`, advancing at `playback_rate` while playing.
 #[derive(Serialize)]
 pub(super) struct CommandEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub track: Option<&'a Value>,
     pub current_time: f64,
     pub server_time: u64,
+    pub start_at: u64,
+    pub playback_rate: f64,
 }
 
 impl<'a> CommandEvent<'a> {
-    pub fn of(kind: CommandKind, play: &'a PlayState) -> Self {
+    pub fn of(kind: CommandKind, play: &'a PlayState, now: u64) -> Self {
         CommandEvent {
             track: (kind == CommandKind::TrackChange).then_some(&play.track),
             current_time: play.time,
-            server_time: play.updated_at,
+            server_time: now,
+            start_at: play.start_at,
+            playback_rate: play.rate,
         }
     }
 }
@@ -131,6 +144,14 @@ pub(crate) enum Reply {
     },
     /// `join_room`, `get_room_state`.
     Room(ClientRoom),
-    /// A host command.
-    Command { current_time: f64, server_time: u64 },
+    /// A host command: the timeline it set, as relayed to the other members.
+    Command {
+        current_time: f64,
+        server_time: u64,
+        start_at: u64,
+        playback_rate: f64,
+    },
+    /// `time_sync`: the client's `t0`, and the server's clock (Unix ms, sub-ms precision)
+    /// when the probe arrived (`t1`) and when the answer left (`t2`).
+    Time { t0: f64, t1: f64, t2: f64 },
 }

@@ -621,9 +621,46 @@ async fn redis_over_tls_with_a_password() {
     .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_create_room_changes_nothing_across_instances() {
     let redis = RedisServer::start().await;
     let (a, b) = (instance(&redis).await, instance(&redis).await);
     crate::rooms::racing_creates_leave_the_loser_in_its_room([a.base(), b.base()]).await;
+}
+
+#[tokio::test]
+async fn the_timeline_and_rate_are_shared_state() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (instance(&redis).await, instance(&redis).await);
+    let sio = Sio::start().await;
+    let host = sio.connect("host", &a.base(), WS()).await;
+    host.call(
+        "create_room",
+        json!({"room_id": "tl", "track": {"url": "a.wav"}}),
+    )
+    .await;
+    let member = sio.connect("member", &b.base(), WS()).await;
+    member.call("join_room", json!({"room_id": "tl"})).await;
+
+    let ack = host
+        .call("set_rate", json!({"room_id": "tl", "playback_rate": 0.75}))
+        .await;
+    assert_eq!(ack["ok"], json!(true), "{ack}");
+    assert_eq!(member.next("set_rate").await["playback_rate"], json!(0.75));
+    let ack = host
+        .call("seek", json!({"room_id": "tl", "current_time": 30}))
+        .await;
+    let seek = member.next("seek").await;
+    assert_eq!(
+        seek["start_at"], ack["start_at"],
+        "one instant on both instances"
+    );
+    assert!(ack["start_at"].as_u64() > ack["server_time"].as_u64());
+    assert_eq!(seek["playback_rate"], json!(0.75));
+    let state = member
+        .call("get_room_state", json!({"room_id": "tl"}))
+        .await;
+    assert_eq!(state["playback_rate"], json!(0.75));
+    let (_, info) = get(&a.base(), "/room/tl").await;
+    assert_eq!(info["playback_rate"], json!(0.75));
 }

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod positions;
+mod precision;
 mod python;
 mod rooms;
 mod transports;

@@ -111,7 +111,7 @@ proptest! {
                         let key = room.to_string();
                         let before = snapshot(&rooms).await.into_iter().find(|r| r.id.key == key);
                         let result = rooms
-                            .control(&conns[conn], RoomId::from_key(key.clone()), Control::Seek { time: f64::from(time) })
+                            .control(&conns[conn], RoomId::from_key(key.clone()), Control::Seek { time: f64::from(time) }, None)
                             .await;
                         let after = snapshot(&rooms).await.into_iter().find(|r| r.id.key == key);
                         match before {
