@@ -129,11 +129,14 @@ async fn events(
 ) -> Response {
     let channel = positions.channel(kind);
     // A reconnecting EventSource sends the id of the last event it saw; it gets the current
-    // state only if that is newer.
+    // state only if that is newer. An id from the future (another server's, or from before
+    // the data was reset) says nothing about what the client has: it is ignored.
+    let current = channel.current().map_or(0, |p| p.version());
     let seen = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&id| id <= current)
         .unwrap_or(0);
     let stream = sse_stream(
         channel.subscribe(),

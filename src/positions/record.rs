@@ -214,11 +214,23 @@ pub fn parse_update(kind: Kind, body: &[u8], max_string_bytes: usize) -> Result<
     })
 }
 
+/// An integer: a JSON integer, or a finite number with no fractional part (`1.0`, `1e2`,
+/// `-0`: what clients that compute with floats send), within i64.
 fn integer(fields: &Map<String, Value>, name: &str) -> Result<i64, Rejection> {
     fields
         .get(name)
-        .and_then(Value::as_i64)
+        .and_then(integral)
         .ok_or_else(|| Rejection(format!("{name} must be an integer")))
+}
+
+fn integral(v: &Value) -> Option<i64> {
+    if let Some(i) = v.as_i64() {
+        return Some(i);
+    }
+    let f = v.as_f64()?;
+    let fits = f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64;
+    // `as` is exact here: an integral value inside the range. -0.0 becomes 0.
+    fits.then_some(f as i64)
 }
 
 fn number(fields: &Map<String, Value>, name: &str) -> Result<i64, Rejection> {
@@ -302,6 +314,25 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        for (body, index) in [
+            (json!({"lastPlayedIndex": 1.0}), 1),
+            (json!({"lastPlayedIndex": 1e2}), 100),
+            (json!({"lastPlayedIndex": -0.0}), 0),
+            (json!({"lastPlayedIndex": -7.0}), -7),
+        ] {
+            assert_eq!(put(Kind::Playback, body).unwrap().position, index);
+        }
+        for body in [
+            json!({"lastPlayedIndex": 0.5}),
+            json!({"lastPlayedIndex": 1e19}),
+            json!({"lastPlayedIndex": -1e19}),
+        ] {
+            assert!(put(Kind::Playback, body.clone()).is_err(), "{body}");
+        }
     }
 
     #[test]

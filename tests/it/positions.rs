@@ -624,3 +624,78 @@ async fn sigkill_mid_stream_keeps_the_last_acknowledged_record() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// An id from the future (another server's, or a reset data directory) must never silence a
+/// stream: it is ignored, so the stream gets the current record and every live update.
+#[tokio::test]
+async fn a_last_event_id_from_the_future_does_not_silence_the_stream() {
+    let app = spawn_app(&[]).await;
+    put(
+        &app,
+        "/api/playback-position",
+        json!({"lastPlayedIndex": 1}),
+    )
+    .await;
+    for future in ["9999999999999", &u64::MAX.to_string()] {
+        let mut stream = SseClient::connect(&app.url("/api/events/playback"), Some(future)).await;
+        assert_eq!(stream.next_json().await.1["lastPlayedIndex"], json!(1));
+        let (_, answer) = put(
+            &app,
+            "/api/playback-position",
+            json!({"lastPlayedIndex": 2}),
+        )
+        .await;
+        let (event, data) = stream.next_json().await;
+        assert_eq!(data["lastPlayedIndex"], json!(2), "Last-Event-ID {future}");
+        assert_eq!(event.id, answer["timestamp"].to_string());
+        put(
+            &app,
+            "/api/playback-position",
+            json!({"lastPlayedIndex": 1}),
+        )
+        .await;
+    }
+}
+
+/// Python clients that compute with floats send `1.0`; the Flask seed accepted it. Finite
+/// numbers with no fractional part are integers, stored as such.
+#[tokio::test]
+async fn integral_floats_are_accepted_as_integers() {
+    let app = spawn_app(&[]).await;
+    for (body, stored) in [
+        (&b"{\"lastPlayedIndex\": 1.0}"[..], json!(1)),
+        (b"{\"lastPlayedIndex\": 1e2}", json!(100)),
+        (b"{\"lastPlayedIndex\": -0}", json!(0)),
+        (b"{\"lastPlayedIndex\": -0.0}", json!(0)),
+        (b"{\"lastPlayedIndex\": -3.0}", json!(-3)),
+    ] {
+        let (status, answer) = put_raw(
+            &app,
+            "/api/playback-position",
+            Some("application/json"),
+            body.to_vec(),
+        )
+        .await;
+        assert_eq!(status, 200, "{}: {answer}", String::from_utf8_lossy(body));
+        let (_, got) = app.get_json("/api/playback-position").await;
+        assert_eq!(
+            got["lastPlayedIndex"],
+            stored,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    for body in [
+        &b"{\"lastPlayedIndex\": 1.5}"[..],
+        b"{\"lastPlayedIndex\": 1e300}",
+    ] {
+        let (status, _) = put_raw(
+            &app,
+            "/api/playback-position",
+            Some("application/json"),
+            body.to_vec(),
+        )
+        .await;
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(body));
+    }
+}
