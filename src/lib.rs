@@ -7,10 +7,9 @@
 //!   Server-Sent Events and REST.
 //!
 //! [`cluster`] shares both across instances through Redis. [`server`] assembles them;
-//! [`bench`] is the load generator behind `playsync bench`; [`config`] holds the options;
-//! [`clock`] and [`serial`] are small shared utilities.
+//! [`config`] holds the options; [`clock`] and [`serial`] are small shared utilities. The
+//! load generator is a crate of its own, `playsync-bench` (`crates/bench`).
 
-pub mod bench;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -1,34 +1,12 @@
-//! A smoke run of every `playsync bench` scenario with a few connections for a few seconds,
-//! so the load generator keeps working. Results are checked for completeness, never timing.
+//! A smoke run of every `playsync-bench` scenario against a real playsync server (in this
+//! process) with a few connections for a few seconds, so the load generator keeps working.
+//! Results are checked for completeness, never timing.
 
-use serde_json::Value;
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test may panic
 
-use crate::support::app::spawn_app;
-use crate::support::redis::RedisServer;
+mod support;
 
-async fn bench(args: &[&str]) -> Vec<Value> {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_playsync"))
-        .arg("bench")
-        .args(args)
-        .output()
-        .await
-        .expect("run playsync bench");
-    assert!(
-        out.status.success(),
-        "bench {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON result per line"))
-        .collect()
-}
-
-fn delivered_everything(r: &Value) {
-    assert!(r["expected"].as_u64().unwrap() > 0, "{r}");
-    assert_eq!(r["received"], r["expected"], "{r}");
-    assert_eq!(r["loss"].as_f64(), Some(0.0), "{r}");
-}
+use support::{RedisServer, bench, delivered_everything, eventually, spawn_app};
 
 #[tokio::test]
 async fn every_scenario_runs_against_a_real_server() {
@@ -97,8 +75,8 @@ async fn the_cluster_scenario_spans_two_instances() {
     let a = spawn_app(&["--redis-url", &redis.url()]).await;
     let b = spawn_app(&["--redis-url", &redis.url()]).await;
     for app in [&a, &b] {
-        crate::support::eventually("redis to connect", || async {
-            let h = app.get_json("/health").await.1;
+        eventually("redis to connect", || async {
+            let h = app.get_json("/health").await;
             (h["redis_connected"] == true).then_some(())
         })
         .await;

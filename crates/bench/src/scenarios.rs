@@ -1,8 +1,6 @@
-//! `playsync bench`: a load generator that drives a server (playsync or a peer speaking the
-//! same protocols) from one process with thousands of real connections, and prints one JSON
-//! result line (stdout) plus a human summary (stderr) per run.
+//! The scenarios of `playsync-bench`, each printing one JSON result line (stdout) and a
+//! human summary (stderr) per run.
 //!
-//! Scenarios:
 //! - `fanout`: M rooms × K listeners; each host sends `sync_progress` R times a second
 //!   carrying its send instant; delivered msg/s, loss, latency percentiles, CPU use.
 //! - `idle`: N connections held through ping cycles; alive at the end, server RSS per
@@ -13,9 +11,6 @@
 //!
 //! Every run is bounded in connections and time; targets are meant to be loopback.
 
-pub mod client;
-pub mod stats;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,18 +20,12 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use client::{HttpClient, Incoming, SioClient, SseReader, number_field, target_addr};
-use stats::{CpuMeter, Percentiles, rss_kib};
+use crate::client::{self, HttpClient, Incoming, SioClient, SseReader, number_field, target_addr};
+use crate::stats::{CpuMeter, Percentiles, rss_kib};
 
 /// Most connections a run may open, and the longest it may last.
 const MAX_CONNECTIONS: usize = 20_000;
 const MAX_SECONDS: u64 = 600;
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub scenario: Scenario,
-}
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Scenario {
@@ -131,8 +120,8 @@ pub struct ClusterArgs {
 }
 
 /// Runs a scenario and prints its results. Returns the JSON results (one per run).
-pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<serde_json::Value>> {
-    let results = match args.scenario {
+pub async fn run(scenario: Scenario) -> anyhow::Result<Vec<serde_json::Value>> {
+    let results = match scenario {
         Scenario::Fanout(a) => vec![fanout(&a, "fanout").await?],
         Scenario::Idle(a) => vec![idle(&a).await?],
         Scenario::Sse(a) => vec![sse(&a, "sse").await?],
