@@ -20,7 +20,9 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{self, HttpClient, Incoming, SioClient, SseReader, number_field, target_addr};
+use crate::client::{
+    self, Connect, HttpClient, Incoming, SioClient, SseReader, number_field, target_addr,
+};
 use crate::stats::{CpuMeter, Percentiles, rss_kib};
 
 /// Most connections a run may open, and the longest it may last.
@@ -78,12 +80,18 @@ pub struct FanoutArgs {
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// How the Socket.IO clients connect.
+    #[arg(long, value_enum, default_value_t = Connect::Websocket)]
+    pub connect: Connect,
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IdleArgs {
     #[command(flatten)]
     pub common: Common,
+    /// How the Socket.IO clients connect.
+    #[arg(long, value_enum, default_value_t = Connect::Websocket)]
+    pub connect: Connect,
     /// Connections to open and hold.
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
@@ -193,7 +201,9 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
     // Hosts create the rooms on the first target.
     let mut hosts = Vec::with_capacity(a.rooms);
     for r in 0..a.rooms {
-        let mut host = SioClient::connect(addrs[0]).await.context("host connect")?;
+        let mut host = SioClient::connect(addrs[0], a.connect)
+            .await
+            .context("host connect")?;
         host.expect("connected").await.ok();
         let room = format!("bench-{run_id}-{r}");
         host.emit(
@@ -213,10 +223,11 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
         let room = hosts[i % a.rooms].0.clone();
         let addr = addrs[i % addrs.len()];
         let (gate, stop, joined_tx) = (gate.clone(), stop.clone(), joined_tx.clone());
+        let how = a.connect;
         readers.push(tokio::spawn(async move {
             let joined = async {
                 let _permit = gate.acquire_owned().await?;
-                let mut l = SioClient::connect(addr).await?;
+                let mut l = SioClient::connect(addr, how).await?;
                 l.emit("join_room", &json!({ "room_id": room }).to_string())
                     .await?;
                 l.expect("room_joined").await?;
@@ -328,6 +339,7 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
         "listeners_per_room": a.listeners,
         "rate_per_room": a.rate,
         "duration_s": a.duration,
+        "connect": a.connect.name(),
         "sent": sent,
         "expected": expected,
         "received": received,
@@ -340,11 +352,12 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
     report(
         &result,
         &format!(
-            "{scenario} {} × {} @ {}/s on {}: {:.0} msg/s delivered, loss {:.4}%, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; {}",
+            "{scenario} {} × {} @ {}/s on {} ({}): {:.0} msg/s delivered, loss {:.4}%, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; {}",
             a.rooms,
             a.listeners,
             a.rate,
             c.label,
+            a.connect.name(),
             received as f64 / a.duration as f64,
             result["loss"].as_f64().unwrap_or(0.0) * 100.0,
             latency.p50,
@@ -374,10 +387,11 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<serde_json::Value> {
         let addr = addrs[i % addrs.len()];
         let (gate, stop, pings, opened_tx) =
             (gate.clone(), stop.clone(), pings.clone(), opened_tx.clone());
+        let how = a.connect;
         holders.push(tokio::spawn(async move {
             let conn = {
                 let _permit = gate.acquire_owned().await;
-                SioClient::connect(addr).await
+                SioClient::connect(addr, how).await
             };
             let Ok(mut conn) = conn else {
                 let _ = opened_tx.send(false).await;
@@ -430,6 +444,7 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<serde_json::Value> {
         "label": c.label,
         "targets": c.targets,
         "connections": a.connections,
+        "connect": a.connect.name(),
         "failed_to_connect": failed,
         "hold_s": a.hold,
         "alive": alive,
@@ -442,8 +457,9 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<serde_json::Value> {
     report(
         &result,
         &format!(
-            "idle {} connections on {} for {} s: {} alive, {} failed to connect, server RSS {} KiB per connection; {}",
+            "idle {} connections ({}) on {} for {} s: {} alive, {} failed to connect, server RSS {} KiB per connection; {}",
             a.connections,
+            a.connect.name(),
             c.label,
             a.hold,
             alive,

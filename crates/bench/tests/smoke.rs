@@ -22,39 +22,48 @@ async fn every_scenario_runs_against_a_real_server() {
         "smoke",
     ];
 
-    let fanout = bench(
-        &[
-            &["fanout"][..],
-            &common,
+    // Both ways of connecting: a WebSocket straight away, and socket.io-client's default
+    // (long-polling, then the upgrade), which playsync serves through socketioxide.
+    for connect in ["websocket", "default"] {
+        let fanout = bench(
             &[
-                "--rooms",
-                "2",
-                "--listeners",
-                "3",
-                "--rate",
-                "5",
-                "--duration",
-                "1",
-            ],
-        ]
-        .concat(),
-    )
-    .await;
-    assert_eq!(fanout[0]["scenario"], "fanout");
-    delivered_everything(&fanout[0]);
-    assert!(fanout[0]["latency_ms"]["p99"].as_f64().is_some());
+                &["fanout"][..],
+                &common,
+                &[
+                    "--rooms",
+                    "2",
+                    "--listeners",
+                    "3",
+                    "--rate",
+                    "5",
+                    "--duration",
+                    "1",
+                    "--connect",
+                    connect,
+                ],
+            ]
+            .concat(),
+        )
+        .await;
+        assert_eq!(fanout[0]["scenario"], "fanout");
+        assert_eq!(fanout[0]["connect"], connect);
+        delivered_everything(&fanout[0]);
+        assert!(fanout[0]["latency_ms"]["p99"].as_f64().is_some());
 
-    let idle = bench(
-        &[
-            &["idle"][..],
-            &common,
-            &["--connections", "20", "--hold", "1"],
-        ]
-        .concat(),
-    )
-    .await;
-    assert_eq!(idle[0]["alive"], 20);
-    assert!(idle[0]["rss_kib_per_connection"].as_f64().is_some());
+        let idle = bench(
+            &[
+                &["idle"][..],
+                &common,
+                &["--connections", "20", "--hold", "1", "--connect", connect],
+            ]
+            .concat(),
+        )
+        .await;
+        assert_eq!(idle[0]["connect"], connect);
+        assert_eq!(idle[0]["failed_to_connect"], 0, "{}", idle[0]);
+        assert_eq!(idle[0]["alive"], 20, "{}", idle[0]);
+        assert!(idle[0]["rss_kib_per_connection"].as_f64().is_some());
+    }
 
     let sse = bench(
         &[
@@ -99,10 +108,13 @@ async fn the_cluster_scenario_spans_two_instances() {
         "4",
         "--put-rate",
         "10",
+        "--connect",
+        "default",
     ])
     .await;
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["scenario"], "cluster-fanout");
+    assert_eq!(results[0]["connect"], "default");
     assert_eq!(results[1]["scenario"], "cluster-sse");
     for r in &results {
         delivered_everything(r);
