@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{RedisServer, bench, delivered_everything, eventually, spawn_app};
+use support::{BareBroadcaster, RedisServer, bench, delivered_everything, eventually, spawn_app};
 
 #[tokio::test]
 async fn every_scenario_runs_against_a_real_server() {
@@ -119,4 +119,40 @@ async fn the_cluster_scenario_spans_two_instances() {
     for r in &results {
         delivered_everything(r);
     }
+}
+
+/// The bare broadcaster peer delivers every broadcast, across several rooms, and reports the
+/// broadcasts its members missed (none) on `GET /`.
+#[tokio::test]
+async fn the_bare_broadcaster_delivers_everything() {
+    let peer = BareBroadcaster::start().await;
+    let pid = peer.pid().to_string();
+    let results = bench(&[
+        "fanout",
+        "--target",
+        &peer.base(),
+        "--server-pid",
+        &pid,
+        "--label",
+        "bare",
+        "--rooms",
+        "2",
+        "--listeners",
+        "20",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+    ])
+    .await;
+    delivered_everything(&results[0]);
+    assert_eq!(results[0]["listeners_short"], 0, "{}", results[0]);
+    let status: serde_json::Value = reqwest::get(format!("{}/", peer.base()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["rooms"], 2, "{status}");
+    assert_eq!(status["lagged"], 0, "{status}");
 }

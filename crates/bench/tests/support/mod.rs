@@ -136,6 +136,42 @@ impl RedisServer {
     }
 }
 
+/// The `bare-broadcaster` peer on a free loopback port, killed when dropped.
+pub struct BareBroadcaster {
+    pub port: u16,
+    child: Child,
+}
+
+impl BareBroadcaster {
+    /// Starts it and waits until it answers `GET /`.
+    pub async fn start() -> BareBroadcaster {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_bare-broadcaster"))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start bare-broadcaster");
+        let server = BareBroadcaster { port, child };
+        eventually("bare-broadcaster to answer", || async {
+            reqwest::get(format!("{}/", server.base())).await.ok()?;
+            Some(())
+        })
+        .await;
+        server
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+}
+
 /// Runs `playsync-bench ARGS` and returns its JSON results (one per stdout line); fails the
 /// test when it exits unsuccessfully.
 pub async fn bench(args: &[&str]) -> Vec<Value> {
