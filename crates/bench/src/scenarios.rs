@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{
     self, Connect, HttpClient, Incoming, SioClient, SseReader, number_field, target_addr,
 };
-use crate::stats::{CpuMeter, Percentiles, rss_kib};
+use crate::stats::{CpuMeter, CpuUse, Percentiles, rss_kib};
 
 /// Most connections a run may open, and the longest it may last.
 const MAX_CONNECTIONS: usize = 20_000;
@@ -172,9 +172,26 @@ impl Meters {
         }
     }
 
+    /// CPU use since `start`: per server (percent of a core and CPU seconds), the servers'
+    /// total CPU seconds (null unless every server could be read), and the generator's.
     fn report(&self) -> serde_json::Value {
+        let used: Vec<(u32, Option<CpuUse>)> =
+            self.servers.iter().map(|(p, m)| (*p, m.used())).collect();
+        let total = (!used.is_empty())
+            .then(|| {
+                used.iter()
+                    .map(|(_, u)| u.map(|u| u.cpu_s))
+                    .sum::<Option<f64>>()
+            })
+            .flatten();
         json!({
-            "server_cpu_percent": self.servers.iter().map(|(p, m)| json!({"pid": p, "percent": m.percent()})).collect::<Vec<_>>(),
+            "server_cpu_percent": used.iter().map(|(p, u)| json!({
+                "pid": p,
+                "percent": u.and_then(CpuUse::percent),
+                "cpu_s": u.map(|u| u.cpu_s),
+            })).collect::<Vec<_>>(),
+            "server_cpu_s": total,
+            "window_s": self.generator.used().map(|u| u.window_s),
             "generator_cpu_percent": self.generator.percent(),
         })
     }
@@ -331,6 +348,11 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
     drop(keep);
     let expected = sent * a.listeners as u64;
     let latency = Percentiles::from_micros(&mut all);
+    // The servers' CPU time over the sending window per message delivered.
+    let cpu_per_message = cpu["server_cpu_s"]
+        .as_f64()
+        .filter(|_| received > 0)
+        .map(|s| s * 1e6 / received as f64);
     let result = json!({
         "scenario": scenario,
         "label": c.label,
@@ -347,12 +369,13 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
         "listeners_short": short,
         "delivered_per_s": received as f64 / a.duration as f64,
         "latency_ms": latency,
+        "server_cpu_us_per_delivered": cpu_per_message,
         "cpu": cpu,
     });
     report(
         &result,
         &format!(
-            "{scenario} {} × {} @ {}/s on {} ({}): {:.0} msg/s delivered, loss {:.4}%, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; {}",
+            "{scenario} {} × {} @ {}/s on {} ({}): {:.0} msg/s delivered, loss {:.4}%, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; server CPU {} µs per delivered message; {}",
             a.rooms,
             a.listeners,
             a.rate,
@@ -364,6 +387,7 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
             latency.p99,
             latency.p999,
             latency.max,
+            cpu_per_message.map_or("?".into(), |v| format!("{v:.2}")),
             cpu_summary(&result["cpu"]),
         ),
     );

@@ -49,6 +49,11 @@ async fn every_scenario_runs_against_a_real_server() {
         assert_eq!(fanout[0]["connect"], connect);
         delivered_everything(&fanout[0]);
         assert!(fanout[0]["latency_ms"]["p99"].as_f64().is_some());
+        assert!(
+            fanout[0]["server_cpu_us_per_delivered"].as_f64().is_some(),
+            "{}",
+            fanout[0]
+        );
 
         let idle = bench(
             &[
