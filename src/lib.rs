@@ -9,11 +9,11 @@
 //! `cluster` shares both across instances through Redis, as a leaf that knows Redis only:
 //! rooms and positions register with it as participants. [`server`] is the composition
 //! root: it builds every part from the [`config`] and wires them into one router. `error`
-//! is the one HTTP refusal type; `clock` and `serial` are small shared utilities.
+//! is the one HTTP refusal type; `clock` and `serial` are small shared utilities. The load
+//! generator is a crate of its own, `playsync-bench` (`crates/bench`).
 //!
 //! Imports go downward only: `server` → `rooms`, `positions` → `cluster` → `clock`.
 
-pub mod bench;
 mod clock;
 mod cluster;
 pub mod config;

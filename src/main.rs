@@ -25,9 +25,6 @@ struct Cli {
 enum Command {
     /// Run the server (what `playsync` without a command does).
     Serve,
-    /// Load generator: drive a server with many real connections and print the results
-    /// (one JSON line on stdout, a summary on stderr). Targets are meant to be loopback.
-    Bench(playsync::bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -40,7 +37,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Bench(args)) => playsync::bench::run(args).await.map(|_| ()),
         None | Some(Command::Serve) => {
             let listeners = server::bind(&cli.config.listen_addrs()).await?;
             server::run(cli.config, listeners, server::shutdown_signal()).await

@@ -45,10 +45,15 @@ fn help_documents_every_option_and_its_environment_variable() {
         "--redis-url",
         "[env: REDIS_URL=]",
         "RUST_LOG",
-        "bench",
+        "serve",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
+    // The load generator is its own binary now (playsync-bench).
+    assert!(
+        !help.to_lowercase().contains("bench"),
+        "--help still mentions the load generator:\n{help}"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,6 @@
 
 mod support;
 
-mod bench;
 mod browser;
 mod cli;
 mod cluster;

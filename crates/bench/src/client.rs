@@ -1,8 +1,10 @@
-//! Lean clients for load generation: Socket.IO v5 over WebSocket (Engine.IO 4 frames only),
+//! Lean clients for load generation: Socket.IO v5 over Engine.IO 4 (a WebSocket opened
+//! directly, or socket.io-client's default way: long-polling first, then the upgrade),
 //! HTTP/1.1 requests, and an SSE reader. Each does the minimum the scenarios need, so the
 //! generator can hold thousands of connections on one core. Compatibility is proven by the
-//! real clients in the tests, not here.
+//! real clients in the server's tests, not here.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
@@ -35,9 +37,36 @@ pub fn target_addr(target: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("cannot resolve {authority}"))
 }
 
+/// How a Socket.IO client opens its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Connect {
+    /// A WebSocket straight away (`transport=websocket`), no polling round trip.
+    Websocket,
+    /// What socket.io-client does by default: an Engine.IO long-polling session (handshake
+    /// GET, `40` POSTed, GET for the answers), then the upgrade to WebSocket (`2probe`,
+    /// `3probe`, `5`); the polling connection is closed once upgraded.
+    Default,
+}
+
+impl Connect {
+    /// The name used on the command line and in the results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Connect::Websocket => "websocket",
+            Connect::Default => "default",
+        }
+    }
+}
+
+/// The Engine.IO 4 long-polling endpoint.
+const POLLING: &str = "/socket.io/?EIO=4&transport=polling";
+
 /// A connected Socket.IO client on the default namespace.
 pub struct SioClient {
     ws: WebSocketStream<TcpStream>,
+    /// Packets that arrived over long-polling before the upgrade (e.g. the server's greeting
+    /// event), handed out first. Empty, and unallocated, for direct WebSockets.
+    early: VecDeque<String>,
 }
 
 /// What a Socket.IO client received.
@@ -49,22 +78,23 @@ pub enum Incoming {
 }
 
 impl SioClient {
-    /// Connects over WebSocket (no polling round trip) and joins the `/` namespace.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<SioClient> {
-        within("a Socket.IO connection", Self::connect_now(addr)).await
+    /// Connects the way `how` says and joins the `/` namespace.
+    pub async fn connect(addr: SocketAddr, how: Connect) -> anyhow::Result<SioClient> {
+        match how {
+            Connect::Websocket => within("a Socket.IO connection", Self::connect_ws(addr)).await,
+            Connect::Default => {
+                within(
+                    "a Socket.IO connection (polling, then upgrade)",
+                    Self::connect_polling_then_upgrade(addr),
+                )
+                .await
+            }
+        }
     }
 
-    async fn connect_now(addr: SocketAddr) -> anyhow::Result<SioClient> {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-        // tungstenite's default 128 KiB read buffer would be zeroed on reads and held by
-        // every one of thousands of connections; Socket.IO frames here are small.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
-        let (mut ws, _) =
-            tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
+    /// Opens a WebSocket directly and joins the `/` namespace over it.
+    async fn connect_ws(addr: SocketAddr) -> anyhow::Result<SioClient> {
+        let mut ws = open_ws(addr, "/socket.io/?EIO=4&transport=websocket").await?;
         let open = next_text(&mut ws).await?;
         if !open.starts_with('0') {
             bail!("expected an Engine.IO open packet, got {open}");
@@ -79,12 +109,79 @@ impl SioClient {
                 continue;
             }
             if frame.starts_with("40") {
-                return Ok(SioClient { ws });
+                return Ok(SioClient {
+                    ws,
+                    early: VecDeque::new(),
+                });
             }
             if frame.starts_with("44") {
                 bail!("namespace refused: {frame}");
             }
         }
+    }
+
+    /// socket.io-client's default: an Engine.IO long-polling session joins the namespace,
+    /// then the session is upgraded to a WebSocket, which carries everything from then on.
+    async fn connect_polling_then_upgrade(addr: SocketAddr) -> anyhow::Result<SioClient> {
+        let mut http = HttpClient::new(addr);
+        let (status, open) = http.request_as("GET", POLLING, None, "").await?;
+        anyhow::ensure!(
+            status == 200,
+            "the polling handshake answered {status}: {open}"
+        );
+        let handshake: serde_json::Value = serde_json::from_str(
+            open.strip_prefix('0')
+                .with_context(|| format!("expected an Engine.IO open packet, got {open}"))?,
+        )?;
+        let sid = handshake["sid"]
+            .as_str()
+            .with_context(|| format!("no sid in the open packet {open}"))?;
+        anyhow::ensure!(
+            handshake["upgrades"]
+                .as_array()
+                .is_some_and(|u| u.iter().any(|t| t == "websocket")),
+            "the server offers no upgrade to WebSocket: {open}"
+        );
+        let session = format!("{POLLING}&sid={sid}");
+        post_packet(&mut http, &session, "40").await?;
+        // GET the answers until the namespace is confirmed (at most 16 polls, and within the
+        // connection's deadline).
+        let mut early = VecDeque::new();
+        let mut joined = false;
+        for _ in 0..16 {
+            let (status, payload) = http.request_as("GET", &session, None, "").await?;
+            anyhow::ensure!(status == 200, "the poll answered {status}: {payload}");
+            // Engine.IO 4 separates the packets of a payload with the record separator.
+            for packet in payload.split('\u{1e}') {
+                match packet {
+                    "2" => post_packet(&mut http, &session, "3").await?,
+                    "6" | "" => {}
+                    p if p.starts_with("40") => joined = true,
+                    p if p.starts_with("44") => bail!("namespace refused: {p}"),
+                    p if p.starts_with('1') => bail!("the server closed the session"),
+                    p => early.push_back(p.to_owned()),
+                }
+            }
+            if joined {
+                break;
+            }
+        }
+        anyhow::ensure!(joined, "the namespace was not confirmed over long-polling");
+
+        let upgrade = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
+        let mut ws = open_ws(addr, &upgrade).await?;
+        ws.send(Message::text("2probe")).await?;
+        loop {
+            match next_text(&mut ws).await?.as_str() {
+                "3probe" => break,
+                "6" => {}
+                other => bail!("expected 3probe on the upgrade, got {other}"),
+            }
+        }
+        ws.send(Message::text("5")).await?;
+        // The session lives on the WebSocket now; the polling connection is not needed.
+        drop(http);
+        Ok(SioClient { ws, early })
     }
 
     /// Emits `event` with `payload` (raw JSON).
@@ -97,6 +194,12 @@ impl SioClient {
     /// The next incoming packet, answering Engine.IO pings on the way. `None` when the
     /// connection closed.
     pub async fn next(&mut self) -> Option<anyhow::Result<Incoming>> {
+        if let Some(packet) = self.early.pop_front() {
+            if self.early.is_empty() {
+                self.early = VecDeque::new(); // give the buffer back
+            }
+            return Some(Ok(parse_event(&packet)));
+        }
         loop {
             let frame = match self.ws.next().await? {
                 Ok(Message::Text(t)) => t,
@@ -133,6 +236,29 @@ impl SioClient {
         }
         bail!("connection closed while waiting for {event}")
     }
+}
+
+/// POSTs one Engine.IO packet to a long-polling session; the server answers `ok`.
+async fn post_packet(http: &mut HttpClient, session: &str, packet: &str) -> anyhow::Result<()> {
+    let (status, answer) = http
+        .request_as("POST", session, Some("text/plain;charset=UTF-8"), packet)
+        .await?;
+    anyhow::ensure!(status == 200, "POST {packet} answered {status}: {answer}");
+    Ok(())
+}
+
+/// Opens a WebSocket to `path` on `addr` (no TLS; targets are loopback).
+async fn open_ws(addr: SocketAddr, path: &str) -> anyhow::Result<WebSocketStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    // tungstenite's default 128 KiB read buffer would be zeroed on reads and held by every one
+    // of thousands of connections; Socket.IO frames here are small.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let url = format!("ws://{addr}{path}");
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
+    Ok(ws)
 }
 
 async fn next_text(ws: &mut WebSocketStream<TcpStream>) -> anyhow::Result<String> {
@@ -187,14 +313,28 @@ impl HttpClient {
         HttpClient { addr, conn: None }
     }
 
-    /// Sends a request and returns (status, body).
+    /// Sends a JSON request and returns (status, body).
     pub async fn request(
         &mut self,
         method: &str,
         path: &str,
         body: &str,
     ) -> anyhow::Result<(u16, String)> {
-        let result = tokio::time::timeout(DEADLINE, self.request_now(method, path, body)).await;
+        self.request_as(method, path, Some("application/json"), body)
+            .await
+    }
+
+    /// Sends a request with a body of `content_type` (none: no Content-Type header) and
+    /// returns (status, body).
+    pub async fn request_as(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<(u16, String)> {
+        let request = self.request_now(method, path, content_type, body);
+        let result = tokio::time::timeout(DEADLINE, request).await;
         match result {
             Ok(r) => r,
             Err(_) => {
@@ -208,6 +348,7 @@ impl HttpClient {
         &mut self,
         method: &str,
         path: &str,
+        content_type: Option<&str>,
         body: &str,
     ) -> anyhow::Result<(u16, String)> {
         let mut conn = match self.conn.take() {
@@ -218,24 +359,64 @@ impl HttpClient {
                 BufReader::new(tcp)
             }
         };
+        let content_type = content_type
+            .map(|t| format!("Content-Type: {t}\r\n"))
+            .unwrap_or_default();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{content_type}Content-Length: {}\r\n\r\n",
             self.addr,
             body.len()
         );
         conn.get_mut().write_all(head.as_bytes()).await?;
         conn.get_mut().write_all(body.as_bytes()).await?;
         let (status, headers) = read_head(&mut conn).await?;
-        let length = header(&headers, "content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut buf = vec![0; length];
-        conn.read_exact(&mut buf).await?;
-        let keep = !header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = header(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let buf = if header(&headers, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            read_chunked(&mut conn).await?
+        } else if let Some(length) = header(&headers, "content-length") {
+            let mut buf = vec![0; length.parse::<usize>().context("bad Content-Length")?];
+            conn.read_exact(&mut buf).await?;
+            buf
+        } else if close {
+            let mut buf = Vec::new();
+            conn.read_to_end(&mut buf).await?;
+            buf
+        } else {
+            Vec::new()
+        };
+        let keep = !close;
         if keep {
             self.conn = Some(conn);
         }
         Ok((status, String::from_utf8_lossy(&buf).into_owned()))
+    }
+}
+
+/// A chunked body (RFC 9112 §7.1); trailers are skipped.
+async fn read_chunked(conn: &mut BufReader<TcpStream>) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if conn.read_line(&mut line).await? == 0 {
+            bail!("connection closed in a chunked body");
+        }
+        let size = line.trim().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size, 16).context("bad chunk size")?;
+        if size == 0 {
+            // Trailers, then the empty line.
+            loop {
+                line.clear();
+                if conn.read_line(&mut line).await? == 0 || line.trim().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        conn.read_exact(&mut body[start..]).await?;
+        line.clear();
+        conn.read_line(&mut line).await?; // the CRLF after the data
     }
 }
 

@@ -1,8 +1,6 @@
-//! `playsync bench`: a load generator that drives a server (playsync or a peer speaking the
-//! same protocols) from one process with thousands of real connections, and prints one JSON
-//! result line (stdout) plus a human summary (stderr) per run.
+//! The scenarios of `playsync-bench`, each printing one JSON result line (stdout) and a
+//! human summary (stderr) per run.
 //!
-//! Scenarios:
 //! - `fanout`: M rooms × K listeners; each host sends `sync_progress` R times a second
 //!   carrying its send instant; delivered msg/s, loss, latency percentiles, CPU use.
 //! - `idle`: N connections held through ping cycles; alive at the end, server RSS per
@@ -13,9 +11,6 @@
 //!
 //! Every run is bounded in connections and time; targets are meant to be loopback.
 
-pub mod client;
-pub mod stats;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,18 +20,14 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use client::{HttpClient, Incoming, SioClient, SseReader, number_field, target_addr};
-use stats::{CpuMeter, Percentiles, rss_kib};
+use crate::client::{
+    self, Connect, HttpClient, Incoming, SioClient, SseReader, number_field, target_addr,
+};
+use crate::stats::{CpuMeter, CpuUse, Percentiles, rss_kib};
 
 /// Most connections a run may open, and the longest it may last.
 const MAX_CONNECTIONS: usize = 20_000;
 const MAX_SECONDS: u64 = 600;
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub scenario: Scenario,
-}
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Scenario {
@@ -89,12 +80,18 @@ pub struct FanoutArgs {
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// How the Socket.IO clients connect.
+    #[arg(long, value_enum, default_value_t = Connect::Websocket)]
+    pub connect: Connect,
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IdleArgs {
     #[command(flatten)]
     pub common: Common,
+    /// How the Socket.IO clients connect.
+    #[arg(long, value_enum, default_value_t = Connect::Websocket)]
+    pub connect: Connect,
     /// Connections to open and hold.
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
@@ -131,8 +128,8 @@ pub struct ClusterArgs {
 }
 
 /// Runs a scenario and prints its results. Returns the JSON results (one per run).
-pub async fn run(args: BenchArgs) -> anyhow::Result<Vec<serde_json::Value>> {
-    let results = match args.scenario {
+pub async fn run(scenario: Scenario) -> anyhow::Result<Vec<serde_json::Value>> {
+    let results = match scenario {
         Scenario::Fanout(a) => vec![fanout(&a, "fanout").await?],
         Scenario::Idle(a) => vec![idle(&a).await?],
         Scenario::Sse(a) => vec![sse(&a, "sse").await?],
@@ -175,9 +172,26 @@ impl Meters {
         }
     }
 
+    /// CPU use since `start`: per server (percent of a core and CPU seconds), the servers'
+    /// total CPU seconds (null unless every server could be read), and the generator's.
     fn report(&self) -> serde_json::Value {
+        let used: Vec<(u32, Option<CpuUse>)> =
+            self.servers.iter().map(|(p, m)| (*p, m.used())).collect();
+        let total = (!used.is_empty())
+            .then(|| {
+                used.iter()
+                    .map(|(_, u)| u.map(|u| u.cpu_s))
+                    .sum::<Option<f64>>()
+            })
+            .flatten();
         json!({
-            "server_cpu_percent": self.servers.iter().map(|(p, m)| json!({"pid": p, "percent": m.percent()})).collect::<Vec<_>>(),
+            "server_cpu_percent": used.iter().map(|(p, u)| json!({
+                "pid": p,
+                "percent": u.and_then(CpuUse::percent),
+                "cpu_s": u.map(|u| u.cpu_s),
+            })).collect::<Vec<_>>(),
+            "server_cpu_s": total,
+            "window_s": self.generator.used().map(|u| u.window_s),
             "generator_cpu_percent": self.generator.percent(),
         })
     }
@@ -204,7 +218,9 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
     // Hosts create the rooms on the first target.
     let mut hosts = Vec::with_capacity(a.rooms);
     for r in 0..a.rooms {
-        let mut host = SioClient::connect(addrs[0]).await.context("host connect")?;
+        let mut host = SioClient::connect(addrs[0], a.connect)
+            .await
+            .context("host connect")?;
         host.expect("connected").await.ok();
         let room = format!("bench-{run_id}-{r}");
         host.emit(
@@ -224,10 +240,11 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
         let room = hosts[i % a.rooms].0.clone();
         let addr = addrs[i % addrs.len()];
         let (gate, stop, joined_tx) = (gate.clone(), stop.clone(), joined_tx.clone());
+        let how = a.connect;
         readers.push(tokio::spawn(async move {
             let joined = async {
                 let _permit = gate.acquire_owned().await?;
-                let mut l = SioClient::connect(addr).await?;
+                let mut l = SioClient::connect(addr, how).await?;
                 l.emit("join_room", &json!({ "room_id": room }).to_string())
                     .await?;
                 l.expect("room_joined").await?;
@@ -331,6 +348,11 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
     drop(keep);
     let expected = sent * a.listeners as u64;
     let latency = Percentiles::from_micros(&mut all);
+    // The servers' CPU time over the sending window per message delivered.
+    let cpu_per_message = cpu["server_cpu_s"]
+        .as_f64()
+        .filter(|_| received > 0)
+        .map(|s| s * 1e6 / received as f64);
     let result = json!({
         "scenario": scenario,
         "label": c.label,
@@ -339,6 +361,7 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
         "listeners_per_room": a.listeners,
         "rate_per_room": a.rate,
         "duration_s": a.duration,
+        "connect": a.connect.name(),
         "sent": sent,
         "expected": expected,
         "received": received,
@@ -346,22 +369,25 @@ async fn fanout(a: &FanoutArgs, scenario: &str) -> anyhow::Result<serde_json::Va
         "listeners_short": short,
         "delivered_per_s": received as f64 / a.duration as f64,
         "latency_ms": latency,
+        "server_cpu_us_per_delivered": cpu_per_message,
         "cpu": cpu,
     });
     report(
         &result,
         &format!(
-            "{scenario} {} × {} @ {}/s on {}: {:.0} msg/s delivered, loss {:.4}%, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; {}",
+            "{scenario} {} × {} @ {}/s on {} ({}): {:.0} msg/s delivered, loss {:.4}%, p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; server CPU {} µs per delivered message; {}",
             a.rooms,
             a.listeners,
             a.rate,
             c.label,
+            a.connect.name(),
             received as f64 / a.duration as f64,
             result["loss"].as_f64().unwrap_or(0.0) * 100.0,
             latency.p50,
             latency.p99,
             latency.p999,
             latency.max,
+            cpu_per_message.map_or("?".into(), |v| format!("{v:.2}")),
             cpu_summary(&result["cpu"]),
         ),
     );
@@ -385,10 +411,11 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<serde_json::Value> {
         let addr = addrs[i % addrs.len()];
         let (gate, stop, pings, opened_tx) =
             (gate.clone(), stop.clone(), pings.clone(), opened_tx.clone());
+        let how = a.connect;
         holders.push(tokio::spawn(async move {
             let conn = {
                 let _permit = gate.acquire_owned().await;
-                SioClient::connect(addr).await
+                SioClient::connect(addr, how).await
             };
             let Ok(mut conn) = conn else {
                 let _ = opened_tx.send(false).await;
@@ -441,6 +468,7 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<serde_json::Value> {
         "label": c.label,
         "targets": c.targets,
         "connections": a.connections,
+        "connect": a.connect.name(),
         "failed_to_connect": failed,
         "hold_s": a.hold,
         "alive": alive,
@@ -453,8 +481,9 @@ async fn idle(a: &IdleArgs) -> anyhow::Result<serde_json::Value> {
     report(
         &result,
         &format!(
-            "idle {} connections on {} for {} s: {} alive, {} failed to connect, server RSS {} KiB per connection; {}",
+            "idle {} connections ({}) on {} for {} s: {} alive, {} failed to connect, server RSS {} KiB per connection; {}",
             a.connections,
+            a.connect.name(),
             c.label,
             a.hold,
             alive,

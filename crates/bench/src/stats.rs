@@ -82,11 +82,35 @@ impl CpuMeter {
         }
     }
 
+    /// CPU seconds used since `start`, and the seconds elapsed; `None` if `/proc` could not
+    /// be read.
+    pub fn used(&self) -> Option<CpuUse> {
+        let ticks = cpu_ticks(self.pid)?.checked_sub(self.start?)?;
+        Some(CpuUse {
+            cpu_s: ticks as f64 / TICKS_PER_SEC,
+            window_s: self.at.elapsed().as_secs_f64(),
+        })
+    }
+
     /// Percent of one core used since `start`; `None` if `/proc` could not be read.
     pub fn percent(&self) -> Option<f64> {
-        let used = cpu_ticks(self.pid)?.checked_sub(self.start?)?;
-        let secs = self.at.elapsed().as_secs_f64();
-        (secs > 0.0).then(|| used as f64 / TICKS_PER_SEC / secs * 100.0)
+        self.used()?.percent()
+    }
+}
+
+/// CPU time used by a process over a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuUse {
+    /// User + system CPU time, in seconds (10 ms resolution).
+    pub cpu_s: f64,
+    /// The window's length, in seconds.
+    pub window_s: f64,
+}
+
+impl CpuUse {
+    /// Percent of one core.
+    pub fn percent(self) -> Option<f64> {
+        (self.window_s > 0.0).then(|| self.cpu_s / self.window_s * 100.0)
     }
 }
 
@@ -112,6 +136,20 @@ mod tests {
     fn cpu_ticks_survive_odd_command_names() {
         let line = "123 (my (weird) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 0";
         assert_eq!(parse_cpu_ticks(line), Some(300));
+    }
+
+    #[test]
+    fn cpu_use_is_a_share_of_one_core() {
+        let u = CpuUse {
+            cpu_s: 0.5,
+            window_s: 2.0,
+        };
+        assert_eq!(u.percent(), Some(25.0));
+        let empty = CpuUse {
+            cpu_s: 0.0,
+            window_s: 0.0,
+        };
+        assert_eq!(empty.percent(), None);
     }
 
     #[test]
