@@ -7,13 +7,15 @@
 //!   Server-Sent Events and REST.
 //!
 //! [`cluster`] shares both across instances through Redis. [`server`] assembles them;
-//! [`bench`] is the load generator behind `playsync bench`; [`config`] holds the options;
+//! [`bench`] is the load generator behind `playsync bench`; [`healthcheck`] is the probe behind
+//! `playsync healthcheck`; [`config`] holds the options;
 //! [`clock`] and [`serial`] are small shared utilities.
 
 pub mod bench;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod healthcheck;
 pub mod positions;
 pub mod rooms;
 pub mod serial;

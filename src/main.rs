@@ -28,6 +28,9 @@ enum Command {
     /// Load generator: drive a server with many real connections and print the results
     /// (one JSON line on stdout, a summary on stderr). Targets are meant to be loopback.
     Bench(playsync::bench::BenchArgs),
+    /// Probe a running server with one HTTP/1.1 GET (default: /health on the main listener):
+    /// exit code 0 on 200, 1 otherwise. For container health checks without curl.
+    Healthcheck(playsync::healthcheck::HealthcheckArgs),
 }
 
 #[tokio::main]
@@ -41,6 +44,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Bench(args)) => playsync::bench::run(args).await.map(|_| ()),
+        Some(Command::Healthcheck(args)) => {
+            let healthy = playsync::healthcheck::run(&args, &cli.config);
+            std::process::exit(if healthy { 0 } else { 1 })
+        }
         None | Some(Command::Serve) => {
             let listeners = server::bind(&cli.config.listen_addrs()).await?;
             server::run(cli.config, listeners, server::shutdown_signal()).await
