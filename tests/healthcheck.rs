@@ -1,6 +1,9 @@
 //! `playsync healthcheck`, the probe of container health checks, against the real server and
 //! against sockets that misbehave: exit code 0 only on a 200, 1 on anything else, never a
-//! panic, never a hang past its timeout.
+//! panic, never a hang past its timeout. (A test binary of its own, so that it is a new file;
+//! it can move into tests/it as a module.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test may panic
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
