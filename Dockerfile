@@ -18,12 +18,13 @@ WORKDIR /src
 # The context is only the manifests and src/ (see .dockerignore).
 COPY . .
 # The cache mounts keep the crate downloads and the target directory between builds; the
-# binary is copied out of the cached target directory in the same step.
+# binary is copied out of the cached target directory in the same step, without its line
+# tables (symbols stay, so backtraces still name functions): about a quarter of the size.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin playsync \
-    && install -D -m 0755 target/release/playsync /out/usr/local/bin/playsync \
-    && install -d -m 0755 /out/data
+    && install -d -m 0755 /out/usr/local/bin /out/data \
+    && objcopy --strip-debug target/release/playsync /out/usr/local/bin/playsync
 
 FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="playsync" \
