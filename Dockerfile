@@ -1,15 +1,16 @@
-# syntax=docker/dockerfile:1
 # playsync container image: a Rust build stage, then a small runtime stage (glibc and the
 # binary, no shell, no package manager, no curl: `playsync healthcheck` is the probe).
 #
 #   docker build -t playsync .                 # or: podman build -t playsync .
-#   docker run -p 3000:3000 -v playsync-data:/data playsync
+#   docker run --stop-timeout 20 -p 3000:3000 -p 5051:5051 -v playsync-data:/data playsync
 #
 # The base images are build arguments, so a mirror or locally made images can stand in:
 #   --build-arg BUILDER_IMAGE=registry.example/rust:1.95-bookworm
 #   --build-arg RUNTIME_IMAGE=registry.example/distroless/cc-debian12:nonroot
 # The runtime stage runs no command, so any glibc base (Debian 12 or newer) works as
 # RUNTIME_IMAGE. scripts/build-image wraps this (and can make both bases without a registry).
+# No `# syntax=` line: the builder's own Dockerfile frontend (BuildKit, buildah) handles the
+# cache mounts, and nothing extra is pulled.
 ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
@@ -44,8 +45,8 @@ USER 65532:65532
 VOLUME ["/data"]
 EXPOSE 3000 5051
 # SIGTERM drains: clients are disconnected over DRAIN_SECS (default 10) and the process exits
-# within DRAIN_SECS + 5 s, so give `docker stop` at least that (docker stop -t 15, compose's
-# stop_grace_period); docker's default of 10 s would cut the drain short.
+# within DRAIN_SECS + 5 s, so give `docker stop` at least that (`docker run --stop-timeout 20`,
+# `docker stop -t 20`, compose's stop_grace_period): docker's default of 10 s cuts it short.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/playsync", "healthcheck", "--timeout-secs", "3"]
