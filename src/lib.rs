@@ -9,8 +9,9 @@
 //! `cluster` shares both across instances through Redis, as a leaf that knows Redis only:
 //! rooms and positions register with it as participants. [`server`] is the composition
 //! root: it builds every part from the [`config`] and wires them into one router. `error`
-//! is the one HTTP refusal type; `clock` and `serial` are small shared utilities. The load
-//! generator is a crate of its own, `playsync-bench` (`crates/bench`).
+//! is the one HTTP refusal type; `clock` and `serial` are small shared utilities;
+//! [`healthcheck`] is the probe behind `playsync healthcheck`. The load generator is a crate
+//! of its own, `playsync-bench` (`crates/bench`).
 //!
 //! Imports go downward only: `server` → `rooms`, `positions` → `cluster` → `clock`.
 
@@ -18,6 +19,7 @@ mod clock;
 mod cluster;
 pub mod config;
 mod error;
+pub mod healthcheck;
 mod positions;
 mod rooms;
 mod serial;

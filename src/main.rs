@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run the server (what `playsync` without a command does).
     Serve,
+    /// Probe a running server with one HTTP/1.1 GET (default: /health on the main listener):
+    /// exit code 0 on 200, 1 otherwise. For container health checks without curl.
+    Healthcheck(playsync::healthcheck::HealthcheckArgs),
 }
 
 #[tokio::main]
@@ -37,6 +40,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Healthcheck(args)) => {
+            let healthy = playsync::healthcheck::run(&args, &cli.config);
+            std::process::exit(if healthy { 0 } else { 1 })
+        }
         None | Some(Command::Serve) => {
             let listeners = server::bind(&cli.config.listen_addrs()).await?;
             server::run(cli.config, listeners, server::shutdown_signal()).await
