@@ -46,6 +46,31 @@ pub struct Config {
     #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Largest backlog of messages one Socket.IO client may have queued, in bytes: a client
+    /// that reads slower than its room talks misses messages beyond it (the others are not
+    /// slowed down), so a client that never reads costs at most this.
+    #[arg(long, env = "MAX_QUEUE_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_queue_bytes: u64,
+
+    /// Seconds a member whose connection dropped without leaving stays in its room, away,
+    /// so its client can resume it with the same `client_id` (members without a `client_id`
+    /// leave at once).
+    #[arg(long, env = "RESUME_GRACE_SECS", default_value_t = 15)]
+    pub resume_grace_secs: u64,
+
+    /// Milliseconds a start in a wait-for-ready room waits for members to be ready before it
+    /// goes ahead without them.
+    #[arg(long, env = "READY_TIMEOUT_MS", default_value_t = 8000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub ready_timeout_ms: u64,
+
+    /// Most rooms at once (counted across instances with Redis): more get `too_many_rooms`.
+    #[arg(long, env = "MAX_ROOMS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rooms: u64,
+
+    /// Most members in one room: more get `room_full`.
+    #[arg(long, env = "MAX_MEMBERS_PER_ROOM", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_members_per_room: u64,
+
     /// Milliseconds between the server's Socket.IO (Engine.IO) pings.
     #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub ping_interval_ms: u64,
@@ -160,6 +185,14 @@ impl Config {
             }
         }
         addrs
+    }
+
+    pub fn resume_grace(&self) -> Duration {
+        Duration::from_secs(self.resume_grace_secs)
+    }
+
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_timeout_ms)
     }
 
     pub fn room_sweep_interval(&self) -> Duration {

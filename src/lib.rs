@@ -9,7 +9,7 @@
 //! `cluster` shares both across instances through Redis, as a leaf that knows Redis only:
 //! rooms and positions register with it as participants. [`server`] is the composition
 //! root: it builds every part from the [`config`] and wires them into one router. `error`
-//! is the one HTTP refusal type; `clock` and `serial` are small shared utilities;
+//! is the one HTTP refusal type; `clock` is the server clock;
 //! [`healthcheck`] is the probe behind `playsync healthcheck`. The load generator is a crate
 //! of its own, `playsync-bench` (`crates/bench`).
 //!
@@ -22,5 +22,4 @@ mod error;
 pub mod healthcheck;
 mod positions;
 mod rooms;
-mod serial;
 pub mod server;

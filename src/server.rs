@@ -13,11 +13,11 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, Method};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::json;
-use socketioxide::SocketIo;
+use socketio::Engine;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,7 +28,7 @@ use crate::clock::now_ms;
 use crate::cluster::{self, Backplane, Participant};
 use crate::config::Config;
 use crate::positions::{self, Positions};
-use crate::rooms::{self, Hub, Rooms};
+use crate::rooms::{self, Rooms, RoomsHandler};
 
 /// How long shutdown waits for open connections to finish before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -60,50 +60,49 @@ impl FromRef<AppState> for Option<Backplane> {
     }
 }
 
-/// A built server: its parts, its router and its Socket.IO handle, not yet listening.
+/// A built server: its parts and its router, not yet listening.
 pub struct App {
     config: Arc<Config>,
     state: AppState,
     router: Router,
-    io: SocketIo,
+    /// The Socket.IO engine serving the rooms.
+    engine: Engine<RoomsHandler>,
     /// Cancelled when the server begins to shut down; every long-lived task ends on it.
     shutdown: CancellationToken,
-    /// Background tasks and WebSocket-transport connections, awaited on shutdown.
+    /// Background tasks, awaited on shutdown.
     tasks: TaskTracker,
 }
 
 /// Builds the application from its configuration.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let config = Arc::new(config);
-    let (sio_layer, io) = SocketIo::builder()
-        .ping_interval(config.ping_interval())
-        .ping_timeout(config.ping_timeout())
-        .max_payload(config.max_message_bytes as u64)
-        .ws_max_message_size(config.max_message_bytes)
-        .ws_max_frame_size(config.max_message_bytes)
-        .connect_timeout(rooms::CONNECT_TIMEOUT)
-        .ws_read_buffer_size(rooms::READ_BUFFER_BYTES)
-        // Packets queued per socket before emits to it fail. engineioxide also closes a
-        // socket whose queue is full when its ping is due, so socketioxide's default (128)
-        // dropped healthy clients while hundreds joined a room at once (every join is
-        // announced to every member). Beyond the first 32, slots are allocated when used.
-        .max_buffer_size(rooms::OUTBOX_FRAMES)
-        .build_layer();
-
     let backplane = config
         .redis
         .target()
         .map(|url| Backplane::new(&url))
         .transpose()?;
-    let hub = Hub::new(io.clone());
     let rooms = Rooms::new(
-        hub.clone(),
-        rooms::Limits {
-            max_track_bytes: config.max_track_bytes,
+        rooms::RoomsConfig {
+            limits: rooms::Limits {
+                max_track_bytes: config.max_track_bytes,
+            },
+            max_rooms: usize::try_from(config.max_rooms).unwrap_or(usize::MAX),
+            max_members: usize::try_from(config.max_members_per_room).unwrap_or(usize::MAX),
+            resume_grace: config.resume_grace(),
+            ready_timeout: config.ready_timeout(),
         },
         backplane.clone(),
     );
-    rooms::register(&io, rooms.clone());
+    let engine = Engine::new(
+        socketio::Config {
+            ping_interval: config.ping_interval(),
+            ping_timeout: config.ping_timeout(),
+            max_payload: config.max_message_bytes,
+            outbox_bytes: usize::try_from(config.max_queue_bytes).unwrap_or(usize::MAX),
+            ..socketio::Config::default()
+        },
+        RoomsHandler::new(rooms.clone()),
+    );
 
     let shutdown = CancellationToken::new();
     let positions = Positions::open(
@@ -123,47 +122,34 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         )
     })?;
 
-    let tasks = TaskTracker::new();
-    let websocket = rooms::Transport::new(
-        hub,
-        rooms.clone(),
-        rooms::Settings {
-            ping_interval: config.ping_interval(),
-            ping_timeout: config.ping_timeout(),
-            connect_timeout: rooms::CONNECT_TIMEOUT,
-            max_payload: config.max_message_bytes,
-        },
-        tasks.clone(),
-        shutdown.clone(),
-    );
     let state = AppState {
         rooms,
         positions,
         backplane,
     };
+    let io = engine.clone();
+    let socket_io = any(move |req: axum::extract::Request| {
+        let io = io.clone();
+        async move { io.handle(req).await }
+    });
     let router = Router::new()
         .merge(rooms::router())
         .merge(positions::router())
         .route("/health", get(health))
+        .route("/socket.io", socket_io.clone())
+        .route("/socket.io/", socket_io)
         .with_state(state.clone())
-        // Layers wrap what is above them: the Socket.IO layer sees requests before the
-        // routes, our WebSocket transport takes its connections before socketioxide, and
-        // CORS (outermost) also covers the Socket.IO long-polling responses.
-        .layer(sio_layer)
-        .layer(axum::middleware::map_request(detach_socket_io_head))
-        .layer(axum::middleware::from_fn_with_state(
-            websocket,
-            rooms::Transport::intercept,
-        ))
+        // Layers wrap what is above them: CORS (outermost) also covers the Socket.IO
+        // long-polling responses.
         .layer(TraceLayer::new_for_http())
         .layer(cors_layer(&config));
     Ok(App {
         config,
         state,
         router,
-        io,
+        engine,
         shutdown,
-        tasks,
+        tasks: TaskTracker::new(),
     })
 }
 
@@ -186,42 +172,6 @@ async fn health(
         health["instance"] = json!(bp.instance());
     }
     Json(health)
-}
-
-/// socketioxide keeps every socket's request head for the socket's lifetime, and hyper
-/// parses the URI and header values as slices of its 8-16 KiB connection read buffer (axum
-/// adds a clone of the URI to the extensions), so each idle connection would pin that whole
-/// buffer. Copying the head of Socket.IO requests into their own small allocations lets the
-/// buffer go once the connection is upgraded.
-async fn detach_socket_io_head(req: axum::extract::Request) -> axum::extract::Request {
-    if !req.uri().path().starts_with("/socket.io") {
-        return req;
-    }
-    let (mut parts, body) = req.into_parts();
-    if let Ok(uri) = parts.uri.to_string().parse::<axum::http::Uri>() {
-        parts.uri = uri;
-    }
-    // axum's router keeps a clone of the original URI in the extensions.
-    if let Some(axum::extract::OriginalUri(original)) = parts.extensions.remove() {
-        let original = original
-            .to_string()
-            .parse()
-            .unwrap_or_else(|_| parts.uri.clone());
-        parts
-            .extensions
-            .insert(axum::extract::OriginalUri(original));
-    }
-    let mut headers = axum::http::HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    parts.headers = headers;
-    axum::extract::Request::from_parts(parts, body)
 }
 
 fn cors_layer(config: &Config) -> CorsLayer {
@@ -256,7 +206,8 @@ pub async fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<TcpListener>> {
 
 impl App {
     /// Serves on `listeners` until `shutdown` completes, then shuts down gracefully:
-    /// stops accepting, ends SSE streams, disconnects sockets, waits for connections to close.
+    /// stops accepting, ends SSE streams, disconnects sockets (Socket.IO DISCONNECT first),
+    /// waits for connections to close.
     pub async fn serve(
         self,
         listeners: Vec<TcpListener>,
@@ -266,12 +217,12 @@ impl App {
             config,
             state,
             router,
-            io,
+            engine,
             shutdown: token,
             tasks,
         } = self;
 
-        tasks.spawn(rooms::sweeper(
+        tasks.spawn(rooms::housekeeping(
             state.rooms.clone(),
             config.room_sweep_interval(),
             token.clone(),
@@ -305,9 +256,9 @@ impl App {
         shutdown.await;
         tracing::info!("shutting down");
         token.cancel();
-        io.close().await;
         tasks.close();
         let drain = async {
+            engine.shutdown().await;
             for server in servers {
                 let _ = server.await;
             }

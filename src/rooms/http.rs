@@ -1,15 +1,14 @@
 //! The seed-1 HTTP API (`GET /` server status, `GET /rooms`, `GET /room/{id}`), the room
-//! lookups behind it, and the sweep that deletes rooms left empty.
+//! lookups behind it, and the sweep that deletes rooms left empty (run by
+//! [`super::housekeeping`]). A password-protected room shows its member count only.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{FromRef, Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::Rooms;
 use super::shared;
@@ -115,24 +114,5 @@ impl Rooms {
             }
         }
         removed
-    }
-}
-
-/// Deletes rooms left empty every `every` (a safety net: rooms are deleted when their last
-/// member leaves), until `shutdown`.
-pub(crate) async fn sweeper(rooms: Arc<Rooms>, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                let removed = rooms.sweep().await;
-                if removed > 0 {
-                    tracing::info!(removed, "swept empty rooms");
-                }
-            }
-        }
     }
 }

@@ -42,6 +42,15 @@ impl Rooms {
             // now would overwrite them. The merge publishes a newer fact with both.
             return;
         }
+        if fact.event == "replaced"
+            && self
+                .backplane
+                .as_ref()
+                .is_some_and(|bp| fact.origin != bp.instance())
+        {
+            // The member's client came back on another instance: its connection here goes.
+            self.replaced_elsewhere(entry, &fact.sender);
+        }
         self.apply_fact(entry, &fact);
     }
 
@@ -61,10 +70,9 @@ impl Rooms {
             }
             let count = entry.room.user_count();
             let change = Change {
-                cause: Cause::Membership,
                 count: (entry.count != count).then_some(count),
                 host,
-                play: None,
+                ..Change::none(Cause::Membership)
             };
             self.apply(entry, &change);
         }

@@ -1,6 +1,7 @@
-//! The room state machine: membership, host choice and play state, and the typed [`Change`]
-//! a decided command makes. Pure: no I/O, no clock reads (callers pass `now_ms`), no
-//! locking. Everything else in `rooms` calls into this.
+//! The room domain's values (pure): ids, the play state and its timeline math, host
+//! commands, and the typed [`Change`] a decided command makes. The room itself, its
+//! membership and host choice, is [`super::room`]. No I/O, no clock reads (callers pass
+//! `now_ms`), no locking. Everything else in `rooms` calls into these.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use serde_json::Value;
 pub struct MemberId(Arc<str>);
 
 impl MemberId {
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -260,6 +262,18 @@ pub enum Cause {
     Resync,
 }
 
+/// How the member list changed, for `room_users`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RosterChange {
+    /// Not at all.
+    #[default]
+    Unchanged,
+    /// This instance's room holds the whole list (no Redis): read it from there.
+    Local,
+    /// As the shared state lists it (absent for rooms too large to list).
+    Listed(Option<Vec<super::roster::MemberView>>),
+}
+
 /// What a decided command changed in a room: only the parts that changed, and why. The pure
 /// model decides it when this instance is alone, a Redis script when rooms are shared; one
 /// `apply` turns it into state and emits, whoever decided it.
@@ -272,26 +286,41 @@ pub struct Change {
     pub host: Option<(MemberId, u64)>,
     /// The new play state, when it changed.
     pub play: Option<PlayState>,
+    /// The member list (names, roles, presence), when it changed.
+    pub roster: RosterChange,
+    /// A start waiting for members to be ready: who it still waits for, when that changed
+    /// (empty: the wait is over).
+    pub waiting: Option<Vec<MemberId>>,
 }
 
 impl Change {
+    /// Nothing changed, because of `cause`.
+    pub fn none(cause: Cause) -> Self {
+        Change {
+            cause,
+            count: None,
+            host: None,
+            play: None,
+            roster: RosterChange::Unchanged,
+            waiting: None,
+        }
+    }
+
     /// Membership changed: `count` members now, and maybe a new host.
     pub fn membership(count: usize, host: Option<(MemberId, u64)>) -> Self {
         Change {
-            cause: Cause::Membership,
             count: Some(count),
             host,
-            play: None,
+            roster: RosterChange::Local,
+            ..Change::none(Cause::Membership)
         }
     }
 
     /// A host command by `by` that led to `play`.
     pub fn command(kind: CommandKind, by: MemberId, play: PlayState) -> Self {
         Change {
-            cause: Cause::Command { kind, by },
-            count: None,
-            host: None,
             play: Some(play),
+            ..Change::none(Cause::Command { kind, by })
         }
     }
 }
@@ -299,7 +328,10 @@ impl Change {
 /// Why a command was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// Only the host (or, for playback, whoever may control) may do that.
     NotHost,
+    /// The member named is not in the room.
+    NotMember,
 }
 
 /// What a departure did to the room.
@@ -313,186 +345,10 @@ pub enum Departure {
     Emptied,
 }
 
-/// One listening room.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Room {
-    pub id: RoomId,
-    /// Creation instant, Unix ms.
-    pub created_at: u64,
-    pub play: PlayState,
-    host: MemberId,
-    /// Since when (Unix ms) the host has held the role. When rooms that lived apart merge
-    /// again, the longest-serving host keeps it.
-    host_since: u64,
-    /// Members in join order: the first is the longest present.
-    members: Vec<MemberId>,
-}
-
-impl Room {
-    /// A new room with its creator as host and only member. As in the seed, a new room is
-    /// playing from `time`.
-    pub fn create(id: RoomId, creator: MemberId, track: Value, time: f64, now_ms: u64) -> Self {
-        Room {
-            id,
-            created_at: now_ms,
-            play: PlayState {
-                track: Arc::new(track),
-                is_playing: true,
-                time,
-                start_at: now_ms,
-                rate: 1.0,
-            },
-            host: creator.clone(),
-            host_since: now_ms,
-            members: vec![creator],
-        }
-    }
-
-    /// A room as the shared state describes it, before any member of this instance joins:
-    /// its host may be connected elsewhere.
-    pub fn shared(
-        id: RoomId,
-        created_at: u64,
-        host: MemberId,
-        host_since: u64,
-        play: PlayState,
-    ) -> Self {
-        Room {
-            id,
-            created_at,
-            play,
-            host,
-            host_since,
-            members: Vec::new(),
-        }
-    }
-
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    pub fn host_id(&self) -> &MemberId {
-        &self.host
-    }
-
-    pub fn host_since(&self) -> u64 {
-        self.host_since
-    }
-
-    pub fn members(&self) -> &[MemberId] {
-        &self.members
-    }
-
-    pub fn user_count(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_member(&self, member: &str) -> bool {
-        self.members.iter().any(|m| m == member)
-    }
-
-    /// Adds a member at the end of the join order. Returns false if it was already in.
-    pub fn join(&mut self, member: MemberId) -> bool {
-        if self.is_member(&member) {
-            return false;
-        }
-        self.members.push(member);
-        true
-    }
-
-    /// Decides a departure: when the member was the host, the longest-present remaining
-    /// member takes over. Changes nothing.
-    pub fn decide_leave(&self, member: &str) -> Departure {
-        if !self.is_member(member) {
-            return Departure::NotMember;
-        }
-        match self.members.iter().find(|m| *m != member) {
-            None => Departure::Emptied,
-            Some(first) if self.host == member => Departure::Left {
-                new_host: Some(first.clone()),
-            },
-            Some(_) => Departure::Left { new_host: None },
-        }
-    }
-
-    /// Removes a member at `now_ms` ([`Room::decide_leave`], then the result).
-    pub fn leave(&mut self, member: &str, now_ms: u64) -> Departure {
-        let departure = self.decide_leave(member);
-        self.drop_member(member);
-        if let Departure::Left {
-            new_host: Some(host),
-        } = &departure
-        {
-            self.set_host(host.clone(), now_ms);
-        }
-        departure
-    }
-
-    /// Removes a member without choosing a new host (the shared state decides that while
-    /// Redis is up). Returns whether it was a member.
-    pub fn drop_member(&mut self, member: &str) -> bool {
-        let before = self.members.len();
-        self.members.retain(|m| m != member);
-        self.members.len() != before
-    }
-
-    /// Sets the host (holding the role since `since`), as decided elsewhere; it need not be a
-    /// member here (it may be connected to another instance).
-    pub fn set_host(&mut self, host: MemberId, since: u64) {
-        self.host = host;
-        self.host_since = since;
-    }
-
-    /// Makes the room self-sufficient (when this instance must serve alone): if the host is
-    /// not among the members, the longest-present member takes over. Returns the new host.
-    pub fn localize(&mut self, now_ms: u64) -> Option<MemberId> {
-        if self.is_member(&self.host) {
-            return None;
-        }
-        let first = self.members.first()?.clone();
-        self.host = first.clone();
-        self.host_since = now_ms;
-        Some(first)
-    }
-
-    /// Decides a host command taking effect at `start_ms`: the play state it leads to. Only
-    /// the host may change the state. Changes nothing.
-    pub fn decide_control(
-        &self,
-        sender: &str,
-        cmd: Control,
-        start_ms: u64,
-    ) -> Result<PlayState, Refusal> {
-        if self.host != sender {
-            return Err(Refusal::NotHost);
-        }
-        Ok(self.play.after(cmd, start_ms))
-    }
-
-    /// Applies a host command at `now_ms`, effective at once ([`Room::decide_control`],
-    /// then the result).
-    /// Returns the position the command resolved to (what is broadcast as `current_time`).
-    #[cfg(test)]
-    pub fn control(&mut self, sender: &str, cmd: Control, now_ms: u64) -> Result<f64, Refusal> {
-        self.play = self.decide_control(sender, cmd, now_ms)?;
-        Ok(self.play.time)
-    }
-
-    /// Takes the state parts of a decided change (host and play state; membership of this
-    /// instance's members is kept by `join` and `drop_member`).
-    pub fn absorb(&mut self, change: &Change) {
-        if let Some((host, since)) = &change.host {
-            self.set_host(host.clone(), *since);
-        }
-        if let Some(play) = &change.play {
-            self.play = play.clone();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rooms::room::Room;
     use serde_json::json;
 
     fn room() -> Room {

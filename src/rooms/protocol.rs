@@ -4,7 +4,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::model::{CommandKind, Control, RoomId};
+use super::model::{CommandKind, Control, MemberId, RoomId};
+use super::roster::{ControlMode, MAX_NAME_CHARS, Role};
 
 /// Longest room id accepted, in characters.
 pub const MAX_ROOM_ID_CHARS: usize = 128;
@@ -22,10 +23,14 @@ pub enum ClientEvent {
     SetRate,
     GetRoomState,
     TimeSync,
+    LeaveRoom,
+    Ready,
+    TransferHost,
+    SetRole,
 }
 
 impl ClientEvent {
-    pub const ALL: [ClientEvent; 10] = [
+    pub const ALL: [ClientEvent; 14] = [
         ClientEvent::CreateRoom,
         ClientEvent::JoinRoom,
         ClientEvent::TrackChange,
@@ -36,6 +41,10 @@ impl ClientEvent {
         ClientEvent::SetRate,
         ClientEvent::GetRoomState,
         ClientEvent::TimeSync,
+        ClientEvent::LeaveRoom,
+        ClientEvent::Ready,
+        ClientEvent::TransferHost,
+        ClientEvent::SetRole,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +59,10 @@ impl ClientEvent {
             ClientEvent::SetRate => "set_rate",
             ClientEvent::GetRoomState => "get_room_state",
             ClientEvent::TimeSync => "time_sync",
+            ClientEvent::LeaveRoom => "leave_room",
+            ClientEvent::Ready => "ready",
+            ClientEvent::TransferHost => "transfer_host",
+            ClientEvent::SetRole => "set_role",
         }
     }
 
@@ -57,12 +70,14 @@ impl ClientEvent {
     /// seed clients send `sync_progress` from every member, and the seed ignored the
     /// non-hosts silently (an acknowledgement, when asked for, still says why).
     pub fn reports_errors(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            ClientEvent::CreateRoom
-                | ClientEvent::JoinRoom
-                | ClientEvent::GetRoomState
-                | ClientEvent::TimeSync
+            ClientEvent::TrackChange
+                | ClientEvent::Play
+                | ClientEvent::Pause
+                | ClientEvent::Seek
+                | ClientEvent::SyncProgress
+                | ClientEvent::SetRate
         )
     }
 }
@@ -82,6 +97,10 @@ pub enum ServerEvent {
     BecomeHost,
     RoomState,
     Error,
+    /// A wait-for-ready start waits for these members.
+    Waiting,
+    /// The room's host changed.
+    HostChanged,
 }
 
 impl ServerEvent {
@@ -96,8 +115,20 @@ impl ServerEvent {
             ServerEvent::BecomeHost => "become_host",
             ServerEvent::RoomState => "room_state",
             ServerEvent::Error => "error",
+            ServerEvent::Waiting => "waiting",
+            ServerEvent::HostChanged => "host_changed",
         }
     }
+}
+
+/// What `create_room` may set besides the seed's fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RoomOptions {
+    /// Starts wait until every present member is ready (or the ready timeout).
+    pub wait_for_ready: bool,
+    pub control: ControlMode,
+    /// `join_room` must give it.
+    pub password: Option<String>,
 }
 
 /// A validated client request.
@@ -107,9 +138,30 @@ pub enum Request {
         room: RoomId,
         track: Value,
         time: f64,
+        name: Option<String>,
+        options: RoomOptions,
     },
     JoinRoom {
         room: RoomId,
+        name: Option<String>,
+        password: Option<String>,
+    },
+    LeaveRoom {
+        room: RoomId,
+    },
+    /// The member is (or is no longer) ready to play the room's current state.
+    Ready {
+        room: RoomId,
+        ready: bool,
+    },
+    TransferHost {
+        room: RoomId,
+        to: MemberId,
+    },
+    SetRole {
+        room: RoomId,
+        member: MemberId,
+        role: Role,
     },
     GetRoomState {
         room: RoomId,
@@ -138,9 +190,21 @@ pub enum ErrorCode {
     InvalidTrack,
     InvalidPlaybackRate,
     InvalidAt,
+    InvalidName,
+    InvalidPassword,
+    InvalidControl,
+    InvalidMemberId,
+    InvalidRole,
     RoomNotFound,
     RoomExists,
     NotHost,
+    NotMember,
+    WrongPassword,
+    RateLimited,
+    TooManyRooms,
+    RoomFull,
+    /// Another connection with the same `client_id` took this member over.
+    Replaced,
 }
 
 /// A refusal: the `error` event's payload `{message, code}`.
@@ -210,8 +274,46 @@ pub fn parse(event: ClientEvent, payload: &Value, limits: Limits) -> Result<Requ
             room,
             track: optional_track(fields, limits)?,
             time: optional_time(fields)?.unwrap_or(0.0),
+            name: name(fields)?,
+            options: RoomOptions {
+                wait_for_ready: flag(fields, "wait_for_ready")?.unwrap_or(false),
+                control: control_mode(fields)?,
+                password: password(fields)?,
+            },
         },
-        ClientEvent::JoinRoom => Request::JoinRoom { room },
+        ClientEvent::JoinRoom => Request::JoinRoom {
+            room,
+            name: name(fields)?,
+            password: password(fields)?,
+        },
+        ClientEvent::LeaveRoom => Request::LeaveRoom { room },
+        ClientEvent::Ready => Request::Ready {
+            ready: flag(fields, "ready")?.ok_or_else(|| {
+                Invalid::new(
+                    ErrorCode::InvalidPayload,
+                    "ready needs ready: true or false",
+                )
+            })?,
+            room,
+        },
+        ClientEvent::TransferHost => Request::TransferHost {
+            room,
+            to: member_id(fields)?,
+        },
+        ClientEvent::SetRole => Request::SetRole {
+            room,
+            member: member_id(fields)?,
+            role: match fields.get("role").and_then(Value::as_str) {
+                Some("cohost") => Role::Cohost,
+                Some("member") => Role::Member,
+                _ => {
+                    return Err(Invalid::new(
+                        ErrorCode::InvalidRole,
+                        r#"role must be "cohost" or "member""#,
+                    ));
+                }
+            },
+        },
         ClientEvent::GetRoomState => Request::GetRoomState { room },
         ClientEvent::TrackChange => {
             let track = optional_track(fields, limits)?;
@@ -240,6 +342,72 @@ pub fn parse(event: ClientEvent, payload: &Value, limits: Limits) -> Result<Requ
         })?,
         ClientEvent::TimeSync => return time_sync(fields),
     })
+}
+
+/// Longest room password, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// `name`: absent, null or empty means none; otherwise a string of at most 64 characters.
+fn name(fields: &Map<String, Value>) -> Result<Option<String>, Invalid> {
+    match fields.get("name") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= MAX_NAME_CHARS => Ok(Some(s.clone())),
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidName,
+            format!("name must be a string of at most {MAX_NAME_CHARS} characters"),
+        )),
+    }
+}
+
+/// `password`: absent or null means none; otherwise a non-empty string of bounded length.
+fn password(fields: &Map<String, Value>) -> Result<Option<String>, Invalid> {
+    match fields.get("password") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_PASSWORD_CHARS => {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidPassword,
+            format!("password must be a string of 1 to {MAX_PASSWORD_CHARS} characters"),
+        )),
+    }
+}
+
+/// A boolean field: absent or null means not given.
+fn flag(fields: &Map<String, Value>, name: &str) -> Result<Option<bool>, Invalid> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidPayload,
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
+/// `control`: `"host"` (the default) or `"everyone"`.
+fn control_mode(fields: &Map<String, Value>) -> Result<ControlMode, Invalid> {
+    match fields.get("control") {
+        None | Some(Value::Null) => Ok(ControlMode::Host),
+        Some(Value::String(s)) if s == "host" => Ok(ControlMode::Host),
+        Some(Value::String(s)) if s == "everyone" => Ok(ControlMode::Everyone),
+        Some(_) => Err(Invalid::new(
+            ErrorCode::InvalidControl,
+            r#"control must be "host" or "everyone""#,
+        )),
+    }
+}
+
+/// `member_id`: a member's public id.
+fn member_id(fields: &Map<String, Value>) -> Result<MemberId, Invalid> {
+    match fields.get("member_id") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Ok(MemberId::from(s.as_str())),
+        _ => Err(Invalid::new(
+            ErrorCode::InvalidMemberId,
+            "member_id must be a member's id",
+        )),
+    }
 }
 
 /// Slowest and fastest playback rate accepted.
@@ -449,7 +617,9 @@ mod tests {
                 room: RoomId {
                     key: "42".into(),
                     raw: json!(42)
-                }
+                },
+                name: None,
+                password: None
             }
         );
     }
@@ -513,7 +683,9 @@ mod tests {
             Request::CreateRoom {
                 room: RoomId::from_key("r"),
                 track: Value::Null,
-                time: 3.0
+                time: 3.0,
+                name: None,
+                options: RoomOptions::default()
             }
         );
     }

@@ -4,20 +4,26 @@
 //! instance's mirror of the room ([`Fact::change`]) and is applied like a local decision.
 //! Other instances receive the same fact through the subscription and do likewise.
 //!
-//! Also here: reading shared rooms for the views, and the sweeps that find members a dead
-//! instance or an outage left behind; they return the facts of what they removed.
+//! Also here: reading shared rooms for the views, finding a client's seat, and the sweeps
+//! that find members a dead instance or an outage left behind; they return the facts of
+//! what they removed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use redis::Value as RedisValue;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::model::{Cause, Change, CommandKind, Control, MemberId, PlayState, RoomId};
+use super::access::{ClientKey, Secret};
+use super::model::{
+    Cause, Change, CommandKind, Control, MemberId, PlayState, RoomId, RosterChange,
+};
 use super::registry::Entry;
+use super::room::{Room, Settings};
+use super::roster::{ControlMode, Member, MemberView, Role};
 use super::scripts;
-use super::views::Parts;
+use super::views::{ClientRoom, Parts};
 use crate::cluster::{self, Backplane, ClusterError, Result};
 
 /// The channel every room fact is published on.
@@ -25,10 +31,16 @@ pub(super) fn channel() -> String {
     cluster::key("rooms")
 }
 
+fn client_prefix() -> String {
+    cluster::key("client:")
+}
+
 /// The state of a room after a change, as the scripts publish it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "RawFact")]
 pub(super) struct Fact {
+    /// The instance that made the change.
+    pub origin: String,
     /// Room key.
     pub room: String,
     /// Room id as its creator wrote it.
@@ -40,18 +52,26 @@ pub(super) struct Fact {
     pub host: MemberId,
     /// Since when the host has held the role (Unix ms).
     pub host_since: u64,
-    /// What caused it: a host command's event name, `room_users` (membership),
-    /// `reconcile`, `read` (not a change), or `deleted`.
+    /// What caused it: a host command's event name, `room_users` (membership), `roster`
+    /// (a role), `host_changed`, `waiting` / `started` (a wait for ready members),
+    /// `replaced` (a member resumed), `reconcile`, `read` (not a change), or `deleted`.
     pub event: String,
     /// The member who caused it ("" if none).
     pub sender: MemberId,
     pub play: PlayState,
     pub created_at: u64,
+    pub settings: Settings,
+    /// The members (rooms of up to 100 members that list them), when the fact lists them.
+    pub members: Option<Vec<MemberView>>,
+    /// A start waiting for members: who it waits for, and until when.
+    pub wait: Option<(Vec<MemberId>, u64)>,
 }
 
 /// A fact as published: short keys, to keep every message small.
 #[derive(Deserialize)]
 struct RawFact {
+    #[serde(rename = "o", default)]
+    origin: String,
     #[serde(rename = "r")]
     room: String,
     #[serde(default)]
@@ -80,15 +100,54 @@ struct RawFact {
     rate: f64,
     #[serde(rename = "cr", default)]
     created_at: u64,
+    #[serde(default)]
+    ctl: String,
+    #[serde(default)]
+    wfr: u8,
+    #[serde(rename = "pr", default)]
+    protected: u8,
+    #[serde(rename = "m", default)]
+    members: Option<Vec<RawMember>>,
+    #[serde(rename = "w", default)]
+    wait: Option<RawWait>,
+}
+
+#[derive(Deserialize)]
+struct RawMember {
+    member_id: String,
+    #[serde(default)]
+    name: Option<String>,
+    role: String,
+    #[serde(default)]
+    away: bool,
+    #[serde(default)]
+    ready: bool,
+}
+
+#[derive(Deserialize)]
+struct RawWait {
+    #[serde(rename = "for", default)]
+    waiting_for: Vec<String>,
+    #[serde(default)]
+    dl: u64,
 }
 
 fn normal_rate() -> f64 {
     1.0
 }
 
+fn role_name(role: &str) -> &'static str {
+    match role {
+        "host" => "host",
+        "cohost" => "cohost",
+        _ => "member",
+    }
+}
+
 impl From<RawFact> for Fact {
     fn from(raw: RawFact) -> Self {
         Fact {
+            origin: raw.origin,
             room: raw.room,
             id: raw.id,
             version: raw.version,
@@ -105,11 +164,44 @@ impl From<RawFact> for Fact {
                 rate: raw.rate,
             },
             created_at: raw.created_at,
+            settings: Settings {
+                wait_for_ready: raw.wfr == 1,
+                control: if raw.ctl == "everyone" {
+                    ControlMode::Everyone
+                } else {
+                    ControlMode::Host
+                },
+                // Only the protection is published, never the hash.
+                password: None,
+                lists_members: raw.members.is_some(),
+            },
+            members: raw.members.map(|list| {
+                list.into_iter()
+                    .map(|m| MemberView {
+                        member_id: MemberId::from(m.member_id),
+                        name: m.name.filter(|n| !n.is_empty()).map(Arc::from),
+                        role: role_name(&m.role),
+                        away: m.away,
+                        ready: m.ready,
+                    })
+                    .collect()
+            }),
+            wait: raw.wait.map(|w| {
+                let members = w.waiting_for.into_iter().map(MemberId::from).collect();
+                (members, w.dl)
+            }),
         }
+        .protected(raw.protected == 1)
     }
 }
 
 impl Fact {
+    /// Marks a fact of a protected room (the hash itself stays in Redis).
+    fn protected(mut self, protected: bool) -> Self {
+        self.settings.password = protected.then(Secret::placeholder);
+        self
+    }
+
     pub fn is_deleted(&self) -> bool {
         self.event == "deleted"
     }
@@ -128,7 +220,52 @@ impl Fact {
             count: self.count,
             created_at: self.created_at,
             play: &self.play,
+            protected: self.settings.password.is_some(),
         }
+    }
+
+    /// `room_joined` / `room_state` from the shared state.
+    pub fn client_view(&self, asked_as: &Value, now: u64, member: bool) -> ClientRoom {
+        let mut view = self.parts().for_client(asked_as, now, member);
+        if member {
+            view.members = self.members.clone();
+        }
+        view
+    }
+
+    /// A mirror of the room, before any member of this instance is in it.
+    pub fn mirror(&self) -> Room {
+        Room::shared(
+            self.room_id(),
+            self.created_at,
+            self.host.clone(),
+            self.host_since,
+            self.play.clone(),
+        )
+        .with_settings(self.settings.clone())
+    }
+
+    /// The record of `member` as the fact lists it.
+    pub fn roster_record(&self, member: &MemberId) -> Option<Member> {
+        let view = self
+            .members
+            .as_ref()?
+            .iter()
+            .find(|m| m.member_id == *member)?;
+        Some(Member {
+            role: if view.role == "cohost" {
+                Role::Cohost
+            } else {
+                Role::Member
+            },
+            ready: view.ready,
+            ..Member::new(member.clone(), view.name.clone())
+        })
+    }
+
+    /// The deadline of a start that waits for members, if one waits.
+    pub fn wait_deadline(&self) -> Option<u64> {
+        self.wait.as_ref().map(|(_, deadline)| *deadline)
     }
 
     /// What this fact changes in `entry` (this instance's mirror of the room): the parts
@@ -142,17 +279,37 @@ impl Fact {
                 kind,
                 by: self.sender.clone(),
             },
-            None if self.event == "room_users" => Cause::Membership,
+            None if matches!(
+                self.event.as_str(),
+                "room_users" | "roster" | "host_changed"
+            ) =>
+            {
+                Cause::Membership
+            }
             None => Cause::Resync,
         };
-        // A command is relayed even when it left the state as it was.
-        let relay = matches!(cause, Cause::Command { .. }) || entry.room.play != self.play;
+        // A command is relayed even when it left the state as it was, and so is a start
+        // that waited for members.
+        let relay = matches!(cause, Cause::Command { .. })
+            || self.event == "started"
+            || entry.room.play != self.play;
+        let roster = match self.event.as_str() {
+            "room_users" | "roster" | "reconcile" => RosterChange::Listed(self.members.clone()),
+            _ => RosterChange::Unchanged,
+        };
+        let waiting = match self.event.as_str() {
+            "started" => Some(Vec::new()),
+            _ => self.wait.as_ref().map(|(members, _)| members.clone()),
+        }
+        .filter(|_| self.event != "replaced");
         Some(Change {
             cause,
             count: (entry.count != self.count).then_some(self.count),
             host: (*entry.room.host_id() != self.host)
                 .then(|| (self.host.clone(), self.host_since)),
             play: relay.then(|| self.play.clone()),
+            roster,
+            waiting,
         })
     }
 }
@@ -162,57 +319,36 @@ impl Fact {
 pub(super) enum Outcome {
     /// The change was made; here is the room after it.
     Done(Fact),
-    /// Nothing to change (`already` a member): the room as it is.
+    /// Nothing to change (`already` a member, `noted`): the room as it is, if known.
     Unchanged(Fact),
+    /// Nothing to change, and no fact.
+    Noted,
     /// The room was deleted (its last member left).
     Deleted,
-    /// A refusal: `exists`, `not_found`, `not_host`, `not_member`.
+    /// A refusal: `exists`, `not_found`, `not_host`, `not_member`, `room_full`,
+    /// `too_many_rooms`.
     Refused(String),
 }
 
-struct RoomKeys {
-    room: String,
-    members: String,
-    owners: String,
-    rooms: String,
-    seq: String,
-}
-
-fn room_keys(room: &str) -> RoomKeys {
-    RoomKeys {
-        room: cluster::key(&format!("room:{room}")),
-        members: cluster::key(&format!("room:{room}:m")),
-        owners: cluster::key(&format!("room:{room}:o")),
-        rooms: cluster::key("rooms"),
-        seq: cluster::key("seq"),
-    }
-}
-
-/// A number as JSON text (non-finite numbers cannot reach here: validation refuses them).
-fn json_number(n: f64) -> String {
-    Value::from(n).to_string()
-}
-
-/// Runs a room script with the standard keys and the origin/key JSON first in ARGV.
-async fn run(
-    bp: &Backplane,
-    script: &redis::Script,
-    room: &str,
-    args: Vec<String>,
-) -> Result<Outcome> {
-    let keys = room_keys(room);
+/// Runs a room script on `room` with its arguments.
+async fn run(bp: &Backplane, script: &redis::Script, room: &str, args: Value) -> Result<Outcome> {
+    let keys = [
+        cluster::key(&format!("room:{room}")),
+        cluster::key(&format!("room:{room}:m")),
+        cluster::key(&format!("room:{room}:o")),
+        cluster::key("rooms"),
+        cluster::key("seq"),
+        cluster::key(&format!("room:{room}:i")),
+    ];
     let mut invocation = script.prepare_invoke();
-    invocation
-        .key(&keys.room)
-        .key(&keys.members)
-        .key(&keys.owners)
-        .key(&keys.rooms)
-        .key(&keys.seq)
-        .arg(bp.instance())
-        .arg(Value::from(room).to_string());
-    for a in &args {
-        invocation.arg(a);
+    for key in &keys {
+        invocation.key(key);
     }
+    invocation
+        .arg(bp.instance())
+        .arg(Value::from(room).to_string())
+        .arg(args.to_string())
+        .arg(channel());
     let reply: Vec<RedisValue> = bp
         .call_up(|mut c| async move { invocation.invoke_async(&mut c).await })
         .await?;
@@ -236,129 +372,286 @@ fn parse_outcome(reply: &[RedisValue]) -> Result<Outcome> {
     Ok(match status.as_str() {
         "ok" => Outcome::Done(fact()?),
         "already" => Outcome::Unchanged(fact()?),
+        "noted" => Outcome::Noted,
         "deleted" => Outcome::Deleted,
         _ => Outcome::Refused(status),
     })
 }
 
-pub(super) async fn create(
-    bp: &Backplane,
-    room: &RoomId,
-    member: &MemberId,
-    track: &Value,
-    time: f64,
-    now: u64,
-) -> Result<Outcome> {
-    let args = vec![
-        room.key.clone(),
-        member.to_string(),
-        bp.instance(),
-        room.raw.to_string(),
-        track.to_string(),
-        json_number(time),
-        now.to_string(),
-        channel(),
-    ];
-    run(bp, &scripts::CREATE, &room.key, args).await
+/// What `create_room` asks of the shared state.
+pub(super) struct CreateArgs<'a> {
+    pub room: &'a RoomId,
+    pub member: &'a MemberId,
+    pub name: Option<&'a str>,
+    pub client: Option<&'a ClientKey>,
+    pub track: &'a Value,
+    pub time: f64,
+    pub now: u64,
+    pub settings: &'a Settings,
+    pub max_rooms: usize,
 }
 
-pub(super) async fn join(bp: &Backplane, room: &str, member: &MemberId) -> Result<Outcome> {
-    let args = vec![member.to_string(), bp.instance(), channel()];
-    run(bp, &scripts::JOIN, room, args).await
+pub(super) async fn create(bp: &Backplane, a: CreateArgs<'_>) -> Result<Outcome> {
+    let args = json!({
+        "key": a.room.key,
+        "member": a.member,
+        "name": a.name,
+        "client": a.client.map(ClientKey::as_str),
+        "client_prefix": client_prefix(),
+        "instance": bp.instance(),
+        "id": a.room.raw.to_string(),
+        "track": a.track.to_string(),
+        "time": Value::from(a.time).to_string(),
+        "now": a.now,
+        "ctl": match a.settings.control {
+            ControlMode::Host => "host",
+            ControlMode::Everyone => "everyone",
+        },
+        "wfr": if a.settings.wait_for_ready { "1" } else { "0" },
+        "pw": a.settings.password.as_ref().map_or("", Secret::as_stored),
+        "lists": a.settings.lists_members,
+        "max_rooms": a.max_rooms,
+    });
+    run(bp, &scripts::CREATE, &a.room.key, args).await
 }
 
-/// Removes `member` at `now`; with `owner`, only if that instance still owns it (sweeping).
+/// What `join_room` asks of the shared state (the password is checked before).
+pub(super) struct JoinArgs<'a> {
+    pub room: &'a str,
+    pub member: &'a MemberId,
+    pub name: Option<&'a str>,
+    pub client: Option<&'a ClientKey>,
+    pub max_members: usize,
+}
+
+pub(super) async fn join(bp: &Backplane, a: JoinArgs<'_>) -> Result<Outcome> {
+    let args = json!({
+        "key": a.room,
+        "member": a.member,
+        "name": a.name,
+        "client": a.client.map(ClientKey::as_str),
+        "client_prefix": client_prefix(),
+        "instance": bp.instance(),
+        "max_members": a.max_members,
+    });
+    run(bp, &scripts::JOIN, a.room, args).await
+}
+
+/// Removes `member` at `now`; with `owner`, only if that instance still owns it; with
+/// `expired_before`, only if it has been away since before then.
 pub(super) async fn leave(
     bp: &Backplane,
     room: &str,
     member: &str,
     owner: Option<&str>,
     now: u64,
+    expired_before: Option<u64>,
 ) -> Result<Outcome> {
-    let args = vec![
-        room.to_owned(),
-        member.to_owned(),
-        owner.unwrap_or_default().to_owned(),
-        now.to_string(),
-        channel(),
-    ];
+    let args = json!({
+        "key": room,
+        "member": member,
+        "owner": owner.unwrap_or_default(),
+        "now": now,
+        "client_prefix": client_prefix(),
+        "expired_before": expired_before,
+    });
     run(bp, &scripts::LEAVE, room, args).await
 }
 
-/// A host command decided at `now`, taking effect at `start`.
-pub(super) async fn control(
-    bp: &Backplane,
-    room: &str,
-    member: &MemberId,
-    cmd: &Control,
-    now: u64,
-    start: u64,
-) -> Result<Outcome> {
-    let (time, track, rate) = match cmd {
-        Control::TrackChange { track } => (None, Some(track), None),
+/// A playback command decided at `now`.
+pub(super) struct ControlArgs<'a> {
+    pub room: &'a str,
+    pub member: &'a MemberId,
+    pub cmd: &'a Control,
+    pub now: u64,
+    /// When it takes effect, in a room that does not wait for ready members.
+    pub start: u64,
+    /// In a room that waits: until when, and the provisional start.
+    pub deadline: u64,
+    pub start_waiting: u64,
+}
+
+pub(super) async fn control(bp: &Backplane, a: ControlArgs<'_>) -> Result<Outcome> {
+    let (time, track, rate) = match a.cmd {
+        Control::TrackChange { track } => (None, Some(track.to_string()), None),
         Control::Play { time } | Control::Pause { time } => (*time, None, None),
         Control::Seek { time } | Control::SyncProgress { time } => (Some(*time), None, None),
         Control::SetRate { rate } => (None, None, Some(*rate)),
     };
-    let args = vec![
-        member.to_string(),
-        cmd.kind().event().to_owned(),
-        time.map(json_number).unwrap_or_default(),
-        track.map(Value::to_string).unwrap_or_default(),
-        rate.map(json_number).unwrap_or_default(),
-        now.to_string(),
-        start.to_string(),
-        channel(),
-    ];
-    run(bp, &scripts::CONTROL, room, args).await
+    let args = json!({
+        "member": a.member,
+        "event": a.cmd.kind().event(),
+        "time": time,
+        "track": track,
+        "rate": rate,
+        "now": a.now,
+        "start": a.start,
+        "deadline": a.deadline,
+        "start_waiting": a.start_waiting,
+    });
+    run(bp, &scripts::CONTROL, a.room, args).await
+}
+
+pub(super) async fn transfer(
+    bp: &Backplane,
+    room: &str,
+    member: &MemberId,
+    to: &MemberId,
+    now: u64,
+) -> Result<Outcome> {
+    let args = json!({"member": member, "to": to, "now": now});
+    run(bp, &scripts::TRANSFER, room, args).await
+}
+
+pub(super) async fn set_role(
+    bp: &Backplane,
+    room: &str,
+    member: &MemberId,
+    target: &MemberId,
+    role: Role,
+) -> Result<Outcome> {
+    let role = match role {
+        Role::Cohost => "cohost",
+        Role::Member => "member",
+    };
+    let args = json!({"member": member, "target": target, "role": role});
+    run(bp, &scripts::SET_ROLE, room, args).await
+}
+
+pub(super) async fn ready(
+    bp: &Backplane,
+    room: &str,
+    member: &MemberId,
+    ready: bool,
+    start_if_all: u64,
+) -> Result<Outcome> {
+    let args = json!({"member": member, "ready": ready, "start_if_all": start_if_all});
+    run(bp, &scripts::READY, room, args).await
+}
+
+pub(super) async fn wait_end(bp: &Backplane, room: &str, now: u64) -> Result<Outcome> {
+    run(bp, &scripts::WAIT_END, room, json!({ "now": now })).await
+}
+
+pub(super) async fn away(
+    bp: &Backplane,
+    room: &str,
+    member: &MemberId,
+    now: u64,
+    start_if_all: u64,
+) -> Result<Outcome> {
+    let args = json!({"member": member, "now": now, "start_if_all": start_if_all});
+    run(bp, &scripts::AWAY, room, args).await
+}
+
+/// `member`'s client is back on this instance.
+pub(super) async fn resume(bp: &Backplane, room: &str, member: &MemberId) -> Result<Outcome> {
+    let args = json!({"member": member, "instance": bp.instance()});
+    run(bp, &scripts::RESUME, room, args).await
+}
+
+/// Where the client `key` sits: its room and member.
+pub(super) async fn seat_of(bp: &Backplane, key: &ClientKey) -> Result<Option<(String, MemberId)>> {
+    #[derive(Deserialize)]
+    struct Seat {
+        r: String,
+        m: String,
+    }
+    let k = format!("{}{}", client_prefix(), key.as_str());
+    let raw: Option<String> = bp
+        .call_up(|mut c| async move { redis::AsyncCommands::get(&mut c, &k).await })
+        .await?;
+    Ok(raw
+        .and_then(|raw| serde_json::from_str::<Seat>(&raw).ok())
+        .map(|s| (s.r, MemberId::from(s.m))))
 }
 
 /// Merges this instance's view of a room (`entry`) into the shared one after an outage.
 pub(super) async fn reconcile(bp: &Backplane, entry: &Entry, now: u64) -> Result<Outcome> {
     let room = &entry.room;
     let play = &room.play;
-    let mut args = vec![
-        room.id.key.clone(),
-        bp.instance(),
-        format!("{}.", bp.base()),
-        room.id.raw.to_string(),
-        room.created_at.to_string(),
-        play.track.to_string(),
-        if play.is_playing { "1" } else { "0" }.to_owned(),
-        json_number(play.time),
-        play.start_at.to_string(),
-        json_number(play.rate),
-        room.host().to_owned(),
-        room.host_since().to_string(),
-        now.to_string(),
-        channel(),
-    ];
-    args.extend(room.members().iter().map(MemberId::to_string));
+    let members: Vec<Value> = room
+        .roster()
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "info": {
+                    "n": m.name.as_deref().unwrap_or_default(),
+                    "r": if m.role == Role::Cohost { "cohost" } else { "member" },
+                    "a": m.away_since.unwrap_or(0),
+                    "y": u8::from(m.ready),
+                    "c": m.client.as_ref().map_or("", ClientKey::as_str),
+                }
+            })
+        })
+        .collect();
+    let args = json!({
+        "key": room.id.key,
+        "instance": bp.instance(),
+        "base": format!("{}.", bp.base()),
+        "id": room.id.raw.to_string(),
+        "created": room.created_at,
+        "track": play.track.to_string(),
+        "playing": if play.is_playing { "1" } else { "0" },
+        "time": play.time,
+        "upd": play.start_at,
+        "rate": play.rate,
+        "host": room.host(),
+        "host_since": room.host_since(),
+        "now": now,
+        "ctl": match room.settings.control {
+            ControlMode::Host => "host",
+            ControlMode::Everyone => "everyone",
+        },
+        "wfr": if room.settings.wait_for_ready { "1" } else { "0" },
+        "pw": room.settings.password.as_ref().map_or("", Secret::as_stored),
+        "lists": room.settings.lists_members,
+        "client_prefix": client_prefix(),
+        "members": members,
+    });
     run(bp, &scripts::RECONCILE, &room.id.key, args).await
 }
 
-/// A room as stored: its fact-shaped state, without changing anything.
-pub(super) async fn read(bp: &Backplane, room: &str) -> Result<Option<Fact>> {
-    let keys = room_keys(room);
+/// A room as stored, with its password's hash: its fact-shaped state, without changing
+/// anything.
+pub(super) struct Stored {
+    pub fact: Fact,
+    pub password: Option<Secret>,
+}
+
+impl std::ops::Deref for Stored {
+    type Target = Fact;
+    fn deref(&self) -> &Fact {
+        &self.fact
+    }
+}
+
+/// A room as stored, without changing anything.
+pub(super) async fn read(bp: &Backplane, room: &str) -> Result<Option<Stored>> {
+    let key = cluster::key(&format!("room:{room}"));
+    let members = cluster::key(&format!("room:{room}:m"));
     let (fields, count): (HashMap<String, String>, usize) = bp
         .call_up(|mut c| async move {
             redis::pipe()
-                .hgetall(&keys.room)
-                .zcard(&keys.members)
+                .hgetall(&key)
+                .zcard(&members)
                 .query_async(&mut c)
                 .await
         })
         .await?;
-    Ok(fact_from_hash(room, &fields, count))
+    Ok(stored_from_hash(room, &fields, count))
 }
 
-fn fact_from_hash(room: &str, fields: &HashMap<String, String>, count: usize) -> Option<Fact> {
+fn stored_from_hash(room: &str, fields: &HashMap<String, String>, count: usize) -> Option<Stored> {
     if fields.is_empty() || count == 0 {
         return None;
     }
     let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
     let parse = |k: &str| serde_json::from_str::<Value>(get(k)).unwrap_or(Value::Null);
-    Some(Fact {
+    let password = Secret::from_stored(get("pw"));
+    let fact = Fact {
+        origin: String::new(),
         room: room.to_owned(),
         id: parse("id"),
         version: get("v").parse().unwrap_or(0),
@@ -375,7 +668,20 @@ fn fact_from_hash(room: &str, fields: &HashMap<String, String>, count: usize) ->
             rate: get("rate").parse().unwrap_or(1.0),
         },
         created_at: get("created").parse().unwrap_or(0),
-    })
+        settings: Settings {
+            wait_for_ready: get("wfr") == "1",
+            control: if get("ctl") == "everyone" {
+                ControlMode::Everyone
+            } else {
+                ControlMode::Host
+            },
+            password: password.clone(),
+            lists_members: get("lists") == "1",
+        },
+        members: None,
+        wait: None,
+    };
+    Some(Stored { fact, password })
 }
 
 /// The keys of every shared room.
@@ -393,8 +699,8 @@ pub(super) async fn list(bp: &Backplane) -> Result<Vec<Fact>> {
     }
     let mut pipe = redis::pipe();
     for k in &keys {
-        let rk = room_keys(k);
-        pipe.hgetall(rk.room).zcard(rk.members);
+        pipe.hgetall(cluster::key(&format!("room:{k}")))
+            .zcard(cluster::key(&format!("room:{k}:m")));
     }
     let replies: Vec<RedisValue> = bp
         .call_up(|mut c| async move { pipe.query_async(&mut c).await })
@@ -404,8 +710,8 @@ pub(super) async fn list(bp: &Backplane) -> Result<Vec<Fact>> {
         let [fields, count] = pair else { continue };
         let fields: HashMap<String, String> = redis::from_redis_value_ref(fields)?;
         let count: usize = redis::from_redis_value_ref(count)?;
-        if let Some(f) = fact_from_hash(k, &fields, count) {
-            facts.push(f);
+        if let Some(s) = stored_from_hash(k, &fields, count) {
+            facts.push(s.fact);
         }
     }
     Ok(facts)
@@ -429,7 +735,7 @@ async fn owned_members(
     }
     let mut pipe = redis::pipe();
     for k in &keys {
-        pipe.hgetall(room_keys(k).owners);
+        pipe.hgetall(cluster::key(&format!("room:{k}:o")));
     }
     let owners: Vec<HashMap<String, String>> = bp
         .call_up(|mut c| async move { pipe.query_async(&mut c).await })
@@ -454,7 +760,7 @@ async fn remove_members(
 ) -> Result<Vec<Fact>> {
     let mut facts = Vec::new();
     for (room, member, owner) in members {
-        if let Outcome::Done(fact) = leave(bp, &room, &member, Some(&owner), now).await? {
+        if let Outcome::Done(fact) = leave(bp, &room, &member, Some(&owner), now, None).await? {
             facts.push(fact);
         }
     }
@@ -468,18 +774,18 @@ pub(super) async fn sweep_instance(bp: &Backplane, dead: &str, now: u64) -> Resu
     remove_members(bp, members, now).await
 }
 
-/// After an outage: members this process registered (under any epoch) that are not in
-/// `connected` any more are removed. Returns the facts of what changed.
+/// After an outage: members this process registered (under any epoch) that it does not
+/// hold any more are removed. Returns the facts of what changed.
 pub(super) async fn release_stale(
     bp: &Backplane,
-    connected: &HashSet<MemberId>,
+    held: &HashSet<MemberId>,
     now: u64,
 ) -> Result<Vec<Fact>> {
     let base = format!("{}.", bp.base());
     let stale: Vec<_> = owned_members(bp, |o| o.starts_with(&base))
         .await?
         .into_iter()
-        .filter(|(_, member, _)| !connected.contains(&MemberId::from(member.as_str())))
+        .filter(|(_, member, _)| !held.contains(&MemberId::from(member.as_str())))
         .collect();
     for (room, member, _) in &stale {
         tracing::debug!(%room, %member, "releasing a member that left during the outage");
@@ -490,7 +796,6 @@ pub(super) async fn release_stale(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rooms::model::Room;
 
     fn fact(raw: &str) -> Fact {
         serde_json::from_str(raw).unwrap()
@@ -508,6 +813,18 @@ mod tests {
         assert_eq!(f.play.position_at(2000), 13.5);
         let deleted = fact(r#"{"o":"abc.1","r":"x","e":"deleted","v":0}"#);
         assert!(deleted.is_deleted());
+        let grouped = fact(
+            r#"{"r":"g","v":1,"e":"room_users","ctl":"everyone","wfr":1,"pr":1,"m":[{"member_id":"a","name":"Ann","role":"host","away":false,"ready":true}],"w":{"for":["a"],"dl":99}}"#,
+        );
+        assert_eq!(grouped.settings.control, ControlMode::Everyone);
+        assert!(grouped.settings.wait_for_ready);
+        assert!(grouped.parts().protected);
+        assert_eq!(grouped.members.as_ref().map(Vec::len), Some(1));
+        assert_eq!(grouped.wait_deadline(), Some(99));
+        assert_eq!(
+            grouped.roster_record(&"a".into()).map(|m| m.name),
+            Some(Some(Arc::from("Ann")))
+        );
     }
 
     #[test]
@@ -515,14 +832,7 @@ mod tests {
         let mirror = fact(
             r#"{"r":"r","id":"r","v":5,"c":2,"h":"a","hs":1,"e":"room_users","x":"b","tr":null,"p":1,"t":0,"u":100,"cr":100}"#,
         );
-        let mut entry = Entry::new(Room::shared(
-            mirror.room_id(),
-            mirror.created_at,
-            mirror.host.clone(),
-            mirror.host_since,
-            mirror.play.clone(),
-        ));
-        entry.room.absorb(&mirror.change(&entry).unwrap());
+        let mut entry = Entry::new(mirror.mirror());
         entry.count = 2;
         entry.version = 5;
         assert_eq!(mirror.change(&entry), None, "an old fact changes nothing");
@@ -540,6 +850,7 @@ mod tests {
         );
         assert_eq!((change.count, change.host), (None, None));
         assert_eq!(change.play.map(|p| p.time), Some(30.0));
+        assert_eq!(change.roster, RosterChange::Unchanged);
 
         let handover = fact(
             r#"{"r":"r","id":"r","v":7,"c":1,"h":"b","hs":300,"e":"room_users","x":"a","tr":null,"p":1,"t":0,"u":100,"cr":100}"#,
@@ -549,5 +860,6 @@ mod tests {
         assert_eq!(change.count, Some(1));
         assert_eq!(change.host, Some(("b".into(), 300)));
         assert_eq!(change.play, None);
+        assert_eq!(change.roster, RosterChange::Listed(None));
     }
 }

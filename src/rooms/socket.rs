@@ -1,173 +1,152 @@
-//! The room protocol's Socket.IO events, for both transports: the `connected` greeting,
-//! [`dispatch`] (validates each event and queues it, in arrival order, on the connection's
-//! [`SerialQueue`](crate::serial::SerialQueue)), and socketioxide's wiring of the `/`
-//! namespace. playsync's own WebSocket transport ([`super::websocket`]) calls the same
-//! functions.
+//! The room protocol on our Socket.IO engine (`crates/socketio`): [`RoomsHandler`] is the
+//! engine's [`Handler`]. On connect it reads the CONNECT auth payload (`client_id`), greets
+//! the client and resumes its member; each event is validated ([`super::protocol`]) and run
+//! ([`Rooms`]), and answered with an acknowledgement and, for refusals the client must hear
+//! of, an `error` event; a disconnect is a leave only when the client asked for it.
 //!
-//! socketioxide calls our handlers synchronously in the order events arrive, before spawning
-//! their futures, and `dispatch` queues the work right there, so no event can overtake another.
+//! The engine runs a connection's events one at a time, in arrival order, so a `play` then
+//! a `seek` from one client are applied in that order; the room's lock orders events from
+//! different clients.
 
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
-use socketioxide::socket::Sid;
+use socketio::{DisconnectReason, Event, Handler, Packet, Refusal, Socket};
 
-use super::protocol::{self, ClientEvent, Invalid, Request, ServerEvent};
-use super::registry::Connection;
+use super::access::ClientKey;
+use super::model::MemberId;
+use super::protocol::{self, ClientEvent, ErrorCode, Invalid, Request, ServerEvent};
+use super::registry::{Connection, Outbound};
 use super::service::Rooms;
 use super::views::Reply;
-use crate::clock::now_ms;
-use crate::serial::SerialQueue;
+use crate::clock::{self, now_ms};
 
-/// Installs the room protocol on the default namespace.
-pub(crate) fn register(io: &SocketIo, rooms: Arc<Rooms>) {
-    io.ns("/", move |s: SocketRef| {
-        on_connect(&s, &rooms);
-        std::future::ready(())
-    });
-}
+/// The engine's socket is a connection's way out.
+impl Outbound for Socket {
+    fn send(&self, packet: &Packet) {
+        self.emit(packet);
+    }
 
-/// A connection of either transport: its part in the rooms and its event queue.
-pub(super) struct Client {
-    pub conn: Arc<Connection>,
-    queue: Arc<SerialQueue>,
-}
-
-impl Client {
-    pub fn new(sid: Sid) -> Arc<Self> {
-        Arc::new(Client {
-            conn: Connection::new(sid.to_string().into()),
-            queue: SerialQueue::new(),
-        })
+    fn close(&self) {
+        self.disconnect();
     }
 }
 
-fn on_connect(s: &SocketRef, rooms: &Arc<Rooms>) {
-    let conn = Client::new(s.id);
-    tracing::debug!(sid = %s.id, transport = ?s.transport_type(), "socket connected");
-    greet(|event, data| {
-        if let Err(e) = s.emit(event, data) {
-            tracing::debug!(sid = %s.id, error = %e, "could not greet socket");
-        }
-    });
+/// The rooms, as the engine's handler of the `/` namespace.
+pub(crate) struct RoomsHandler {
+    rooms: Arc<Rooms>,
+}
 
-    let (c, r) = (conn.clone(), rooms.clone());
-    s.on_fallback(
-        move |s: SocketRef, Event(name): Event, TryData(data): TryData<Value>, ack: AckSender| {
-            dispatch(&r, &c, &name, data.ok(), SocketReply { socket: s, ack })
-        },
-    );
+impl RoomsHandler {
+    pub(crate) fn new(rooms: Arc<Rooms>) -> Self {
+        RoomsHandler { rooms }
+    }
+}
 
-    let r = rooms.clone();
-    s.on_disconnect(move |s: SocketRef| {
-        let (r, conn) = (r.clone(), conn.clone());
+/// The `client_id` of a CONNECT auth payload: absent, or a string of 8 to 128 characters.
+fn client_key(auth: Option<&Value>) -> Result<Option<ClientKey>, Value> {
+    match auth.and_then(|a| a.get("client_id")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(id)) => ClientKey::of(id)
+            .map(Some)
+            .ok_or_else(|| json!({"message": "client_id must be a string of 8 to 128 characters"})),
+        Some(_) => Err(json!({"message": "client_id must be a string of 8 to 128 characters"})),
+    }
+}
+
+impl Handler for RoomsHandler {
+    type State = Arc<Connection>;
+    type Guard = ();
+
+    fn admit(&self, _request: &axum::http::request::Parts) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn connect(
+        &self,
+        socket: &Socket,
+        auth: Option<Value>,
+    ) -> impl Future<Output = Result<Arc<Connection>, Value>> + Send + 'static {
+        let (rooms, socket) = (self.rooms.clone(), socket.clone());
+        let client = client_key(auth.as_ref());
         async move {
-            disconnect(&r, &conn).await;
-            tracing::debug!(sid = %s.id, "socket disconnected");
-        }
-    });
-}
-
-/// Sends the seed's greeting to a socket that just connected, through `emit`.
-pub(super) fn greet(emit: impl FnOnce(&str, &Value)) {
-    emit(
-        ServerEvent::Connected.name(),
-        &json!({"message": "connected", "server_time": now_ms()}),
-    );
-}
-
-/// Leaves the connection's room once the events it sent before are done.
-pub(super) async fn disconnect(rooms: &Arc<Rooms>, client: &Arc<Client>) {
-    let (r, c) = (rooms.clone(), client.conn.clone());
-    let job = async move { r.leave(&c).await };
-    client.queue.submit(job.boxed()).await
-}
-
-/// Where the outcome of one client event goes: the socket's `error` event and the
-/// acknowledgement the client asked for (if it did).
-pub(super) trait Responder: Send + 'static {
-    fn sid(&self) -> Sid;
-    fn emit_error(&self, invalid: &Invalid);
-    fn acknowledge<T: Serialize>(self, reply: &T);
-}
-
-/// A socketioxide socket's responder.
-struct SocketReply {
-    socket: SocketRef,
-    ack: AckSender,
-}
-
-impl Responder for SocketReply {
-    fn sid(&self) -> Sid {
-        self.socket.id
-    }
-
-    fn emit_error(&self, invalid: &Invalid) {
-        if let Err(e) = self.socket.emit(ServerEvent::Error.name(), invalid) {
-            tracing::debug!(sid = %self.socket.id, error = %e, "could not send error");
+            let client = client?;
+            let member = match &client {
+                Some(key) => rooms.member_for(key).await,
+                None => MemberId::from(socket.id().to_string()),
+            };
+            tracing::debug!(sid = %socket.id(), transport = ?socket.transport(), "socket connected");
+            let conn = Connection::new(member, client, Box::new(socket));
+            conn.send(
+                ServerEvent::Connected,
+                &json!({"message": "connected", "server_time": now_ms(), "member_id": conn.member()}),
+            );
+            rooms.resume(&conn).await;
+            Ok(conn)
         }
     }
 
-    fn acknowledge<T: Serialize>(self, reply: &T) {
-        let _ = self.ack.send(reply);
+    fn event(
+        &self,
+        socket: &Socket,
+        conn: &Arc<Connection>,
+        event: Event,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (rooms, conn, socket) = (self.rooms.clone(), conn.clone(), socket.clone());
+        async move { dispatch(&rooms, &conn, &socket, event).await }
+    }
+
+    fn disconnect(
+        &self,
+        socket: &Socket,
+        conn: Arc<Connection>,
+        reason: DisconnectReason,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (rooms, sid) = (self.rooms.clone(), socket.id());
+        async move {
+            let explicit = reason == DisconnectReason::ClientDisconnect;
+            rooms.disconnect(&conn, explicit).await;
+            tracing::debug!(%sid, %reason, "socket disconnected");
+        }
     }
 }
 
-/// Called synchronously, in arrival order, on either transport: validates, then queues the
-/// work on the connection's queue. The returned future drives the queue.
-pub(super) fn dispatch<R: Responder>(
-    rooms: &Arc<Rooms>,
-    client: &Arc<Client>,
-    name: &str,
-    data: Option<Value>,
-    respond: R,
-) -> impl Future<Output = ()> + Send + 'static + use<R> {
-    let received = crate::clock::precise_ms();
-    let Some(event) = ClientEvent::ALL.into_iter().find(|e| e.name() == name) else {
-        tracing::debug!(sid = %respond.sid(), event = name, "unknown event ignored");
-        respond.acknowledge(&Nack::from(Invalid::new(
-            protocol::ErrorCode::InvalidPayload,
-            format!("unknown event {name}"),
+/// Validates one client event and runs it; answers with the acknowledgement the client
+/// asked for and, for refusals it must hear of, an `error` event.
+async fn dispatch(rooms: &Rooms, conn: &Arc<Connection>, socket: &Socket, event: Event) {
+    let respond = Respond {
+        conn,
+        socket,
+        ack: event.ack,
+    };
+    let Some(kind) = ClientEvent::ALL
+        .into_iter()
+        .find(|e| e.name() == event.name)
+    else {
+        tracing::debug!(sid = %socket.id(), event = event.name, "unknown event ignored");
+        return respond.acknowledge(&Nack::from(Invalid::new(
+            ErrorCode::InvalidPayload,
+            format!("unknown event {}", event.name),
         )));
-        return client.queue.submit(std::future::ready(()).boxed());
     };
-    let payload = data.unwrap_or(Value::Null);
-    let request = protocol::parse(event, &payload, rooms.limits());
-    if let Ok(Request::TimeSync { t0, rtt }) = request {
-        // A clock probe is answered at once: waiting behind other requests would only add
-        // to its round trip.
-        respond.acknowledge(&Ack::from(rooms.time_sync(&client.conn, t0, rtt, received)));
-        return client.queue.submit(std::future::ready(()).boxed());
-    }
-    let (rooms, conn2) = (rooms.clone(), client.conn.clone());
-    let job = async move {
-        let outcome = match request {
-            Ok(request) => execute(&rooms, &conn2, request).await,
-            Err(invalid) => Err(invalid),
-        };
-        answer(event, outcome, respond);
+    let payload = event.args.into_iter().next().unwrap_or(Value::Null);
+    let outcome = match protocol::parse(kind, &payload, rooms.limits()) {
+        Ok(Request::TimeSync { t0, rtt }) => {
+            // The probe's arrival is when the engine read it, not when its turn came.
+            Ok(rooms.time_sync(conn, t0, rtt, clock::at(event.received)))
+        }
+        Ok(request) => execute(rooms, conn, request).await,
+        Err(invalid) => Err(invalid),
     };
-    client.queue.submit(job.boxed())
-}
-
-/// Sends the outcome of a request: the acknowledgement, and the `error` event for refusals
-/// the client must hear of.
-fn answer<R: Responder>(event: ClientEvent, outcome: Result<Reply, Invalid>, respond: R) {
     match outcome {
         Ok(reply) => respond.acknowledge(&Ack::from(reply)),
         Err(invalid) => {
-            tracing::debug!(sid = %respond.sid(), event = event.name(), code = ?invalid.code, "request refused");
-            let report = event.reports_errors()
-                || !matches!(
-                    invalid.code,
-                    protocol::ErrorCode::NotHost | protocol::ErrorCode::RoomNotFound
-                );
+            tracing::debug!(sid = %socket.id(), event = kind.name(), code = ?invalid.code, "request refused");
+            let report = kind.reports_errors()
+                || !matches!(invalid.code, ErrorCode::NotHost | ErrorCode::RoomNotFound);
             if report {
-                respond.emit_error(&invalid);
+                conn.send(ServerEvent::Error, &invalid);
             }
             respond.acknowledge(&Nack::from(invalid));
         }
@@ -180,12 +159,43 @@ async fn execute(
     request: Request,
 ) -> Result<Reply, Invalid> {
     match request {
-        Request::CreateRoom { room, track, time } => rooms.create(conn, room, track, time).await,
-        Request::JoinRoom { room } => rooms.join(conn, room).await,
+        Request::CreateRoom {
+            room,
+            track,
+            time,
+            name,
+            options,
+        } => rooms.create(conn, room, track, time, name, options).await,
+        Request::JoinRoom {
+            room,
+            name,
+            password,
+        } => rooms.join(conn, room, name, password).await,
+        Request::LeaveRoom { room } => rooms.leave_room(conn, room).await,
         Request::GetRoomState { room } => rooms.state(conn, room).await,
         Request::Control { room, cmd, at } => rooms.control(conn, room, cmd, at).await,
-        Request::TimeSync { t0, rtt } => {
-            Ok(rooms.time_sync(conn, t0, rtt, crate::clock::precise_ms()))
+        Request::Ready { room, ready } => rooms.ready(conn, room, ready).await,
+        Request::TransferHost { room, to } => rooms.transfer_host(conn, room, to).await,
+        Request::SetRole { room, member, role } => rooms.set_role(conn, room, member, role).await,
+        Request::TimeSync { t0, rtt } => Ok(rooms.time_sync(conn, t0, rtt, clock::precise_ms())),
+    }
+}
+
+/// Where the outcome of one event goes.
+struct Respond<'a> {
+    conn: &'a Connection,
+    socket: &'a Socket,
+    ack: Option<u64>,
+}
+
+impl Respond<'_> {
+    /// Sends the acknowledgement, if the client asked for one.
+    fn acknowledge<T: Serialize>(&self, reply: &T) {
+        let Some(id) = self.ack else {
+            return;
+        };
+        if let Err(e) = self.socket.ack(id, reply) {
+            tracing::error!(member = %self.conn.member(), error = %e, "cannot encode an acknowledgement");
         }
     }
 }

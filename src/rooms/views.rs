@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::model::{CommandKind, MemberId, PlaySnapshot, PlayState};
+use super::roster::MemberView;
 use crate::clock::rfc3339_ms;
 
 /// The parts every view is made of.
@@ -16,6 +17,8 @@ pub(super) struct Parts<'a> {
     pub count: usize,
     pub created_at: u64,
     pub play: &'a PlayState,
+    /// Password-protected: outsiders see the count only.
+    pub protected: bool,
 }
 
 /// The play state as clients see it: the seed's `play_state` plus `server_time`,
@@ -51,46 +54,66 @@ impl Playing {
     }
 }
 
-/// `room_joined` and `room_state`: the room under the id the client used.
+/// `room_joined` and `room_state`: the room under the id the client used. Outsiders of a
+/// password-protected room see its count only.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ClientRoom {
     pub room_id: Value,
-    pub host_id: MemberId,
+    /// The receiving client's own member id (it is in the room).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<MemberId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<MemberId>,
     pub user_count: usize,
-    #[serde(flatten)]
-    pub play: Playing,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub play: Option<Playing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberView>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
-/// The seed's HTTP room object.
+/// The seed's HTTP room object; a password-protected room shows its count only.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct HttpRoom {
     pub id: Value,
-    pub host_id: MemberId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<MemberId>,
     pub user_count: usize,
-    pub created_at: String,
-    #[serde(flatten)]
-    pub play: Playing,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub play: Option<Playing>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 impl Parts<'_> {
-    /// The view for a client that named the room `asked_as`, as of `now`.
-    pub fn for_client(&self, asked_as: &Value, now: u64) -> ClientRoom {
+    /// The view for a client that named the room `asked_as`, as of `now`; `member` says
+    /// whether that client is in the room.
+    pub fn for_client(&self, asked_as: &Value, now: u64, member: bool) -> ClientRoom {
+        let open = member || !self.protected;
         ClientRoom {
             room_id: asked_as.clone(),
-            host_id: self.host.clone(),
+            member_id: None,
+            host_id: open.then(|| self.host.clone()),
             user_count: self.count,
-            play: Playing::of(self.play, now),
+            play: open.then(|| Playing::of(self.play, now)),
+            members: None,
+            protected: self.protected,
         }
     }
 
     /// The seed's HTTP room object, as of `now`.
     pub fn for_http(&self, now: u64) -> HttpRoom {
+        let open = !self.protected;
         HttpRoom {
             id: self.id.clone(),
-            host_id: self.host.clone(),
+            host_id: open.then(|| self.host.clone()),
             user_count: self.count,
-            created_at: rfc3339_ms(self.created_at),
-            play: Playing::of(self.play, now),
+            created_at: open.then(|| rfc3339_ms(self.created_at)),
+            play: open.then(|| Playing::of(self.play, now)),
+            protected: self.protected,
         }
     }
 }
@@ -102,6 +125,7 @@ impl Parts<'_> {
 pub(super) struct CommandEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub track: Option<&'a Value>,
+    pub is_playing: bool,
     pub current_time: f64,
     pub server_time: u64,
     pub start_at: u64,
@@ -112,6 +136,7 @@ impl<'a> CommandEvent<'a> {
     pub fn of(kind: CommandKind, play: &'a PlayState, now: u64) -> Self {
         CommandEvent {
             track: (kind == CommandKind::TrackChange).then_some(&play.track),
+            is_playing: play.is_playing,
             current_time: play.time,
             server_time: now,
             start_at: play.start_at,
@@ -120,10 +145,26 @@ impl<'a> CommandEvent<'a> {
     }
 }
 
-/// `room_users`.
+/// `room_users`: the count, and the members in rooms that use the group features.
 #[derive(Serialize)]
 pub(super) struct Users {
     pub count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberView>>,
+}
+
+/// `host_changed`.
+#[derive(Serialize)]
+pub(super) struct HostChanged<'a> {
+    pub room_id: &'a Value,
+    pub host_id: &'a MemberId,
+}
+
+/// `waiting`: the members a start still waits for.
+#[derive(Serialize)]
+pub(super) struct Waiting<'a> {
+    pub room_id: &'a Value,
+    pub members: &'a [MemberId],
 }
 
 /// `become_host`.
@@ -141,11 +182,17 @@ pub(crate) enum Reply {
         room_id: Value,
         user_count: usize,
         host_id: MemberId,
+        member_id: MemberId,
     },
     /// `join_room`, `get_room_state`.
     Room(ClientRoom),
+    /// `leave_room`.
+    Left { room_id: Value },
+    /// `transfer_host`, `set_role`, `ready`: done, nothing more to say.
+    Done { room_id: Value },
     /// A host command: the timeline it set, as relayed to the other members.
     Command {
+        is_playing: bool,
         current_time: f64,
         server_time: u64,
         start_at: u64,

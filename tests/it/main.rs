@@ -9,6 +9,7 @@ mod support;
 mod browser;
 mod cli;
 mod cluster;
+mod groups;
 mod positions;
 mod precision;
 mod python;

@@ -11,7 +11,8 @@
 //   {"op": "emit", "client": "a", "event": "play", "args": [...], "ack": true|false,
 //    "timeout_ms": 5000}                                      -> {"ack": [...]} when ack
 //   {"op": "transport", "client": "a"}                        -> {"transport": "websocket"}
-//   {"op": "disconnect", "client": "a"}
+//   {"op": "disconnect", "client": "a"}                       (socket.disconnect(): a leave)
+//   {"op": "drop", "client": "a"}    (the transport closes under the socket, as when a network drops)
 //   {"op": "close_all"}
 
 import { createInterface } from "node:readline";
@@ -25,6 +26,7 @@ const ioV2 = require("socket.io-client-v2");
 const SERVER_EVENTS = [
   "connected", "room_created", "room_joined", "room_users", "track_change", "play",
   "pause", "seek", "sync_progress", "sync_state", "become_host", "room_state", "error",
+  "set_rate", "waiting", "host_changed",
 ];
 
 const clients = new Map();
@@ -112,6 +114,12 @@ function handle(cmd) {
     case "disconnect": {
       const entry = clients.get(cmd.client);
       if (entry) entry.socket.disconnect();
+      clients.delete(cmd.client);
+      return reply(cmd.id, true);
+    }
+    case "drop": {
+      const entry = clients.get(cmd.client);
+      if (entry) entry.socket.io.engine.close();
       clients.delete(cmd.client);
       return reply(cmd.id, true);
     }

@@ -257,6 +257,14 @@ impl Client {
         reply["transport"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Closes the transport under the socket without a Socket.IO disconnect, as a dropped
+    /// network does (the client does not reconnect by itself).
+    pub async fn drop_transport(&self) {
+        self.sio
+            .command(json!({"op": "drop", "client": self.name}))
+            .await;
+    }
+
     pub async fn disconnect(&self) {
         self.sio
             .command(json!({"op": "disconnect", "client": self.name}))
