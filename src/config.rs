@@ -101,7 +101,8 @@ pub struct Config {
     pub redis: RedisConfig,
 }
 
-/// Redis settings (the positions seed's names, plus `REDIS_URL`).
+/// Redis settings (the positions seed's names, plus `REDIS_URL`, `REDIS_PASSWORD` and the
+/// Sentinel settings).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisConfig {
     /// Share rooms and positions with other playsync instances through Redis.
@@ -129,19 +130,194 @@ pub struct RedisConfig {
     /// precedence over host and port, and enables Redis by itself.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Password of the Redis server: with REDIS_HOST/REDIS_PORT, with a REDIS_URL that names
+    /// none, and for the master (and replicas) that Sentinel names.
+    #[arg(
+        long,
+        env = "REDIS_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub redis_password: Option<Secret>,
+
+    /// Redis Sentinel addresses, `host:port` comma-separated (port 26379 if left out).
+    /// Enables Redis by itself, with the master these sentinels name (and follow on
+    /// failover); takes precedence over REDIS_URL, REDIS_HOST and REDIS_PORT. Needs
+    /// REDIS_SENTINEL_MASTER.
+    #[arg(
+        long,
+        env = "REDIS_SENTINELS",
+        value_delimiter = ',',
+        value_name = "HOST:PORT",
+        value_parser = SentinelAddr::parse,
+        requires = "redis_sentinel_master"
+    )]
+    pub redis_sentinels: Vec<SentinelAddr>,
+
+    /// The master's name, as the sentinels monitor it (`sentinel monitor NAME ...`).
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_MASTER",
+        value_name = "NAME",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    pub redis_sentinel_master: Option<String>,
+
+    /// Password of the sentinels themselves (their `requirepass`), if they have one. The
+    /// master's password is REDIS_PASSWORD.
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub redis_sentinel_password: Option<Secret>,
+}
+
+/// A password: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// One sentinel's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl SentinelAddr {
+    /// Sentinel's own default port.
+    pub const DEFAULT_PORT: u16 = 26379;
+
+    /// `host:port`, `host`, `[v6]:port` or `[v6]`.
+    fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{s}`: unclosed `[`"))?;
+            match after {
+                "" => (host, None),
+                _ => (
+                    host,
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| format!("`{s}`: expected `:port` after `]`"))?,
+                    ),
+                ),
+            }
+        } else {
+            match s.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (s, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("`{s}`: no host (expected host:port)"));
+        }
+        let port = match port {
+            None => Self::DEFAULT_PORT,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("`{s}`: `{p}` is not a port"))?,
+        };
+        Ok(SentinelAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for SentinelAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server. `password` applies when the URL names none.
+    Url {
+        url: String,
+        password: Option<Secret>,
+    },
+    /// Whichever server the sentinels name as `master`, found again on every reconnection.
+    Sentinel {
+        sentinels: Vec<SentinelAddr>,
+        master: String,
+        /// The master's (and replicas') password.
+        password: Option<Secret>,
+        /// The sentinels' own password.
+        sentinel_password: Option<Secret>,
+    },
 }
 
 impl RedisConfig {
-    /// The URL to connect to, or `None` when Redis is off.
-    pub fn target(&self) -> Option<String> {
+    /// Where Redis is, or `None` when Redis is off. Sentinels win over a URL, a URL over
+    /// host and port.
+    pub fn target(&self) -> Option<RedisTarget> {
+        let password = non_empty(&self.redis_password);
+        if let (false, Some(master)) = (
+            self.redis_sentinels.is_empty(),
+            self.redis_sentinel_master.as_deref().map(str::trim),
+        ) {
+            return Some(RedisTarget::Sentinel {
+                sentinels: self.redis_sentinels.clone(),
+                master: master.to_owned(),
+                password,
+                sentinel_password: non_empty(&self.redis_sentinel_password),
+            });
+        }
         match &self.redis_url {
-            Some(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
-            _ if self.redis_enabled => {
-                Some(format!("redis://{}:{}", self.redis_host, self.redis_port))
-            }
+            Some(url) if !url.trim().is_empty() => Some(RedisTarget::Url {
+                url: url.trim().to_owned(),
+                password,
+            }),
+            _ if self.redis_enabled => Some(RedisTarget::Url {
+                url: format!("redis://{}:{}", self.redis_host, self.redis_port),
+                password,
+            }),
             _ => None,
         }
     }
+}
+
+fn non_empty(secret: &Option<Secret>) -> Option<Secret> {
+    secret.clone().filter(|s| !s.0.is_empty())
 }
 
 impl Config {
@@ -255,6 +431,13 @@ mod tests {
         );
     }
 
+    fn url(url: &str) -> Option<RedisTarget> {
+        Some(RedisTarget::Url {
+            url: url.to_owned(),
+            password: None,
+        })
+    }
+
     #[test]
     fn redis_is_off_unless_enabled_or_given_a_url() {
         assert_eq!(parse(&[]).redis.target(), None);
@@ -269,18 +452,97 @@ mod tests {
             ])
             .redis
             .target(),
-            Some("redis://r.example:7000".to_owned())
+            url("redis://r.example:7000")
         );
         assert_eq!(
             parse(&["--redis-enabled"]).redis.target(),
-            Some("redis://localhost:6379".to_owned())
+            url("redis://localhost:6379")
         );
         assert_eq!(parse(&["--redis-enabled", "no"]).redis.target(), None);
         assert_eq!(
             parse(&["--redis-url", "rediss://:pw@r.example:6380/2"])
                 .redis
                 .target(),
-            Some("rediss://:pw@r.example:6380/2".to_owned())
+            url("rediss://:pw@r.example:6380/2")
+        );
+        assert_eq!(
+            parse(&["--redis-enabled", "--redis-password", "pw"])
+                .redis
+                .target(),
+            Some(RedisTarget::Url {
+                url: "redis://localhost:6379".to_owned(),
+                password: Some(Secret("pw".to_owned())),
+            })
+        );
+    }
+
+    #[test]
+    fn sentinels_enable_redis_and_win_over_a_url() {
+        let c = parse(&[
+            "--redis-url",
+            "redis://ignored:1",
+            "--redis-enabled",
+            "--redis-sentinels",
+            "s1:26380, s2 ,[::1]:5000",
+            "--redis-sentinel-master",
+            "mymaster",
+            "--redis-password",
+            "master-pw",
+            "--redis-sentinel-password",
+            "sentinel-pw",
+        ]);
+        assert_eq!(
+            c.redis.target(),
+            Some(RedisTarget::Sentinel {
+                sentinels: vec![
+                    SentinelAddr {
+                        host: "s1".to_owned(),
+                        port: 26380
+                    },
+                    SentinelAddr {
+                        host: "s2".to_owned(),
+                        port: 26379
+                    },
+                    SentinelAddr {
+                        host: "::1".to_owned(),
+                        port: 5000
+                    },
+                ],
+                master: "mymaster".to_owned(),
+                password: Some(Secret("master-pw".to_owned())),
+                sentinel_password: Some(Secret("sentinel-pw".to_owned())),
+            })
+        );
+        assert_eq!(c.redis.redis_sentinels[2].to_string(), "[::1]:5000");
+        // Passwords never show in Debug output.
+        assert!(!format!("{c:?}").contains("-pw"));
+    }
+
+    #[test]
+    fn sentinel_settings_are_checked() {
+        let refused = |args: &[&str]| Config::from_args(args).is_err();
+        assert!(
+            refused(&["--redis-sentinels", "s1:26379"]),
+            "needs a master name"
+        );
+        assert!(refused(&[
+            "--redis-sentinels",
+            "s1:26379",
+            "--redis-sentinel-master",
+            ""
+        ]));
+        for bad in [
+            "s1:", ":26379", "s1:port", "s1:0", "s1:70000", "[::1", "[::1]x",
+        ] {
+            assert!(
+                refused(&["--redis-sentinels", bad, "--redis-sentinel-master", "m"]),
+                "{bad} was accepted"
+            );
+        }
+        // A master name alone changes nothing.
+        assert_eq!(
+            parse(&["--redis-sentinel-master", "m"]).redis.target(),
+            None
         );
     }
 

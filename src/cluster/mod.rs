@@ -18,10 +18,15 @@
 //!   survivor, and every participant removes what that instance held;
 //! - delivery: messages on a participant's channels are handed to it.
 //!
+//! Redis is one server at a fixed address, or the master that Redis Sentinel names
+//! ([`sentinel`]): then the master is looked up again whenever Redis fails (and every few
+//! seconds while it works), and the connection moves to wherever the sentinels point.
+//!
 //! Nothing waits on Redis for long: every call has a deadline, and once Redis fails the
 //! participants stop asking until it answers again.
 
 mod probe;
+mod sentinel;
 mod supervisor;
 
 pub(crate) use supervisor::supervisor;
@@ -32,8 +37,11 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo};
+use redis::{ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo};
 use tokio::sync::{mpsc, watch};
+
+use crate::config::RedisTarget;
+use sentinel::Sentinels;
 
 /// Key and channel prefix of everything playsync stores (the positions channels excepted:
 /// they keep the seed's names so a seed server on the same Redis interoperates).
@@ -52,6 +60,16 @@ pub(crate) enum ClusterError {
     Redis(#[from] redis::RedisError),
     #[error("unexpected answer from redis: {0}")]
     Protocol(String),
+    #[error("the sentinels name another master: {0}")]
+    MasterMoved(String),
+}
+
+impl ClusterError {
+    /// Redis refused a write because it is a replica: a demoted master, or a replica that the
+    /// connection reached by mistake.
+    pub(crate) fn is_readonly(&self) -> bool {
+        matches!(self, ClusterError::Redis(e) if e.code() == Some("READONLY"))
+    }
 }
 
 impl From<redis::ParsingError> for ClusterError {
@@ -67,33 +85,61 @@ pub(crate) type Result<T> = std::result::Result<T, ClusterError>;
 pub(crate) struct Backplane(Arc<Inner>);
 
 struct Inner {
-    client: redis::Client,
-    /// Where Redis is, for logs (no password).
-    display: String,
+    source: Source,
     /// Random per process; the instance id is `base.epoch`, a new epoch per reconnection.
     base: String,
     epoch: AtomicU64,
-    conn: RwLock<Option<ConnectionManager>>,
+    conn: RwLock<Option<Link>>,
     up: watch::Sender<bool>,
 }
 
+/// How the server is found.
+enum Source {
+    /// One server at a fixed address.
+    Fixed(redis::Client),
+    /// The master that the sentinels name, looked up again after every failure.
+    Sentinel(Sentinels),
+}
+
+/// The connection in use and the server it goes to.
+struct Link {
+    client: redis::Client,
+    manager: ConnectionManager,
+}
+
 impl Backplane {
-    /// A backplane for the Redis at `url` (not connected yet: the supervisor connects).
-    pub(crate) fn new(url: &str) -> anyhow::Result<Self> {
-        let info = url
-            .into_connection_info()
-            .map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
-        let display = format!("{}", info.addr());
-        // Pub/sub on the command connection needs RESP3 push messages.
-        let redis_settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let info = info.set_redis_settings(redis_settings);
-        let client = redis::Client::open(info)?;
+    /// A backplane for the Redis at `target` (not connected yet: the supervisor connects).
+    pub(crate) fn new(target: &RedisTarget) -> anyhow::Result<Self> {
+        let source = match target {
+            RedisTarget::Url { url, password } => {
+                let info = url
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(|e| anyhow::anyhow!("invalid Redis URL: {e}"))?;
+                // Pub/sub on the command connection needs RESP3 push messages.
+                let mut settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                if let (None, Some(password)) = (settings.password(), password) {
+                    settings = settings.set_password(password.expose());
+                }
+                Source::Fixed(redis::Client::open(info.set_redis_settings(settings))?)
+            }
+            RedisTarget::Sentinel {
+                sentinels,
+                master,
+                password,
+                sentinel_password,
+            } => Source::Sentinel(Sentinels::new(
+                sentinels,
+                master,
+                password.as_ref(),
+                sentinel_password.as_ref(),
+            )?),
+        };
         Ok(Backplane(Arc::new(Inner {
-            client,
-            display,
+            source,
             base: random_id(),
             epoch: AtomicU64::new(0),
             conn: RwLock::new(None),
@@ -106,9 +152,26 @@ impl Backplane {
         *self.0.up.borrow()
     }
 
-    /// Where Redis is, for health reports and logs.
-    pub(crate) fn display(&self) -> &str {
-        &self.0.display
+    /// Where Redis is, for logs (no password).
+    pub(crate) fn display(&self) -> String {
+        let current = self.server();
+        match &self.0.source {
+            Source::Fixed(client) => client.get_connection_info().addr().to_string(),
+            Source::Sentinel(s) => match current {
+                Some(addr) => format!("{addr} ({s})"),
+                None => format!("no master yet ({s})"),
+            },
+        }
+    }
+
+    /// The server the connection goes to, if there is a connection.
+    fn server(&self) -> Option<ConnectionAddr> {
+        self.0
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|link| link.client.get_connection_info().addr().clone())
     }
 
     /// This instance's current id (changes with every reconnection).
@@ -132,7 +195,15 @@ impl Backplane {
     /// reconnects and reconciles.
     pub(crate) fn mark_down(&self, why: &ClusterError) {
         if self.0.up.send_replace(false) {
-            tracing::warn!(error = %why, "redis unavailable: serving from memory until it is back");
+            if why.is_readonly() {
+                tracing::warn!(
+                    error = %why,
+                    "redis is a read-only replica now (a failover?): serving from memory until \
+                     the master answers"
+                );
+            } else {
+                tracing::warn!(error = %why, "redis unavailable: serving from memory until it is back");
+            }
         }
     }
 
@@ -141,7 +212,8 @@ impl Backplane {
             .conn
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|link| link.manager.clone())
             .ok_or(ClusterError::Unavailable)
     }
 
@@ -179,8 +251,29 @@ impl Backplane {
         format!("{PREFIX}probe:{}", self.0.base)
     }
 
-    /// Opens a fresh connection (dropping any old one) whose pushes go to `tx`.
-    fn connect(&self, tx: mpsc::UnboundedSender<PushInfo>) -> Result<()> {
+    /// Opens a fresh connection to the same server (dropping the old one) whose pushes go
+    /// to `tx`. Without a server yet, there is nothing to rebuild: the supervisor connects
+    /// when the sentinels name one.
+    fn reconnect(&self, tx: mpsc::UnboundedSender<PushInfo>) -> Result<()> {
+        let client = match &self.0.source {
+            Source::Fixed(client) => Some(client.clone()),
+            Source::Sentinel(_) => self
+                .0
+                .conn
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|link| link.client.clone()),
+        };
+        match client {
+            Some(client) => self.connect(client, tx),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens a fresh connection to `client`'s server (dropping any old one) whose pushes go
+    /// to `tx`.
+    fn connect(&self, client: redis::Client, tx: mpsc::UnboundedSender<PushInfo>) -> Result<()> {
         let config = ConnectionManagerConfig::new()
             .set_push_sender(tx)
             .set_automatic_resubscription()
@@ -189,8 +282,8 @@ impl Backplane {
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_secs(1))
             .set_number_of_retries(2);
-        let manager = ConnectionManager::new_lazy_with_config(self.0.client.clone(), config)?;
-        *self.0.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        *self.0.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(Link { client, manager });
         Ok(())
     }
 }

@@ -1,16 +1,18 @@
 //! The supervisor task: keeps the backplane connected, subscribed and probed, tells the
 //! participants when Redis goes and comes back, hands them their messages, and finds dead
-//! instances for them to sweep. See the module docs of [`super`].
+//! instances for them to sweep. With Sentinel it also moves the connection to each new
+//! master that [`super::sentinel::watch_master`] reports. See the module docs of [`super`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::{AsyncCommands, PushInfo, PushKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{Probe, ProbeAction};
-use super::{Backplane, ClusterError, Participant, Result, key};
+use super::sentinel::watch_master;
+use super::{Backplane, ClusterError, Participant, Result, Source, key};
 
 /// How often the supervisor checks Redis.
 const TICK: Duration = Duration::from_millis(500);
@@ -26,47 +28,29 @@ pub(crate) async fn supervisor(
     participants: Vec<Arc<dyn Participant>>,
     shutdown: CancellationToken,
 ) {
-    let mut sup = Supervisor {
+    // With Sentinel, the master is looked up beside the supervisor (lookups never hold up
+    // message delivery); with a fixed server, `found` never changes.
+    let (found, masters) = watch::channel(None);
+    let up = backplane.0.up.subscribe();
+    let bp = backplane.clone();
+    let token = shutdown.clone();
+    let lookups = async move {
+        match &bp.0.source {
+            Source::Sentinel(sentinels) => watch_master(sentinels, up, found, token).await,
+            Source::Fixed(_) => {
+                token.cancelled().await;
+                drop(found);
+            }
+        }
+    };
+    let sup = Supervisor {
         bp: backplane,
         participants,
         probe: Probe::new(PROBE_EVERY, PROBE_PATIENCE),
         last_sweep: None,
         subscribed: false,
     };
-    let (tx, mut pushes) = mpsc::unbounded_channel();
-    if let Err(e) = sup.bp.connect(tx) {
-        tracing::error!(error = %e, "cannot set up the redis connection");
-        return;
-    }
-    tracing::info!(
-        redis = sup.bp.display(),
-        instance = sup.bp.base(),
-        "redis backplane starting"
-    );
-    let mut status = sup.bp.0.up.subscribe();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {
-                if let Some(fresh) = sup.tick().await {
-                    pushes = fresh;
-                }
-            }
-            Some(push) = pushes.recv() => sup.deliver(push).await,
-            Ok(()) = status.changed() => {
-                let up = *status.borrow_and_update();
-                if !up {
-                    sup.subscribed = false;
-                    for p in &sup.participants {
-                        p.on_down().await;
-                    }
-                }
-            }
-        }
-    }
-    sup.leave_cluster().await;
+    tokio::join!(sup.run(masters, shutdown), lookups);
 }
 
 struct Supervisor {
@@ -79,9 +63,104 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    /// One heartbeat. Returns a new push receiver when the connection was rebuilt.
-    async fn tick(&mut self) -> Option<mpsc::UnboundedReceiver<PushInfo>> {
-        if let Err(e) = self.heartbeat().await {
+    async fn run(
+        mut self,
+        mut masters: watch::Receiver<Option<redis::Client>>,
+        shutdown: CancellationToken,
+    ) {
+        let (tx, mut pushes) = mpsc::unbounded_channel();
+        if let Err(e) = self.bp.reconnect(tx) {
+            tracing::error!(error = %e, "cannot set up the redis connection");
+            return;
+        }
+        tracing::info!(
+            redis = self.bp.display(),
+            instance = self.bp.base(),
+            "redis backplane starting"
+        );
+        let mut status = self.bp.0.up.subscribe();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    // While Redis is down the heartbeat may wait on a dead master (the
+                    // connection retries it): a master named meanwhile is followed at once.
+                    let beat = tokio::select! {
+                        beat = self.heartbeat() => Some(beat),
+                        Ok(()) = masters.changed(), if !self.bp.is_up() => None,
+                    };
+                    match beat {
+                        Some(beat) => {
+                            if let Some(fresh) = self.tick(beat).await {
+                                pushes = fresh;
+                            }
+                        }
+                        None => {
+                            if let Some(fresh) = self.follow(&mut masters) {
+                                pushes = fresh;
+                            }
+                            tick.reset_immediately();
+                        }
+                    }
+                }
+                Some(push) = pushes.recv() => self.deliver(push).await,
+                Ok(()) = status.changed() => {
+                    let up = *status.borrow_and_update();
+                    if !up {
+                        self.subscribed = false;
+                        for p in &self.participants {
+                            p.on_down().await;
+                        }
+                    }
+                }
+                Ok(()) = masters.changed() => {
+                    if let Some(fresh) = self.follow(&mut masters) {
+                        pushes = fresh;
+                        // Heartbeat (and recover) on the new master now.
+                        tick.reset_immediately();
+                    }
+                }
+            }
+        }
+        self.leave_cluster().await;
+    }
+
+    /// The sentinels name a master: unless the connection already goes there, move it
+    /// (Redis counts as down until the heartbeat on the new master recovers). Returns the
+    /// new connection's push receiver.
+    fn follow(
+        &mut self,
+        masters: &mut watch::Receiver<Option<redis::Client>>,
+    ) -> Option<mpsc::UnboundedReceiver<PushInfo>> {
+        let master = masters.borrow_and_update().clone()?;
+        let addr = master.get_connection_info().addr().clone();
+        let previous = self.bp.server();
+        if previous.as_ref() == Some(&addr) {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Err(e) = self.bp.connect(master, tx) {
+            tracing::error!(error = %e, master = %addr, "cannot set up the redis connection");
+            return None;
+        }
+        self.subscribed = false;
+        match previous {
+            Some(previous) => {
+                tracing::warn!(from = %previous, to = %addr, "the redis master moved: following it");
+                self.bp
+                    .mark_down(&ClusterError::MasterMoved(addr.to_string()));
+            }
+            None => tracing::info!(master = %addr, "connecting to the redis master"),
+        }
+        Some(rx)
+    }
+
+    /// After one heartbeat: recover, probe, sweep. Returns a new push receiver when the
+    /// connection was rebuilt.
+    async fn tick(&mut self, beat: Result<()>) -> Option<mpsc::UnboundedReceiver<PushInfo>> {
+        if let Err(e) = beat {
             self.bp.mark_down(&e);
             return None;
         }
@@ -108,7 +187,7 @@ impl Supervisor {
             ProbeAction::Resubscribe => {
                 tracing::warn!("redis subscription stopped delivering: reconnecting");
                 let (tx, rx) = mpsc::unbounded_channel();
-                if let Err(e) = self.bp.connect(tx) {
+                if let Err(e) = self.bp.reconnect(tx) {
                     tracing::error!(error = %e, "cannot rebuild the redis connection");
                 }
                 self.subscribed = false;

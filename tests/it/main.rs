@@ -14,4 +14,5 @@ mod positions;
 mod precision;
 mod python;
 mod rooms;
+mod sentinel;
 mod transports;

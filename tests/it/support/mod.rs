@@ -6,6 +6,7 @@
 pub mod app;
 pub mod process;
 pub mod redis;
+pub mod sentinel;
 pub mod sio;
 pub mod sse;
 
@@ -25,12 +26,21 @@ pub fn require(path: &std::path::Path, what: &str) {
 }
 
 /// Polls `check` until it returns `Some`, failing after [`PATIENCE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    eventually_within(PATIENCE, what, check).await
+}
+
+/// Polls `check` until it returns `Some`, failing after `limit`.
+pub async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;

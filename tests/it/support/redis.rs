@@ -12,22 +12,38 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// More redis-server arguments, e.g. `--replicaof`.
+    extra: Vec<String>,
+    /// Its `requirepass`, if any.
+    password: Option<String>,
 }
 
 impl RedisServer {
     /// Starts redis-server on a free port. Fails (never skips) when it is not installed.
     pub async fn start() -> RedisServer {
+        Self::start_with(&[], None).await
+    }
+
+    /// [`RedisServer::start`] with more redis-server arguments (kept for restarts) and
+    /// optionally a password (`requirepass`).
+    pub async fn start_with(extra: &[String], password: Option<&str>) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
+            extra: extra.to_vec(),
+            password: password.map(str::to_owned),
         };
         server.restart().await;
         server
     }
 
+    /// Its URL (with the password, if it has one).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// (Re)starts the server on its port, without persistence, and waits until it answers.
@@ -38,6 +54,12 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|pw| ["--requirepass".to_owned(), pw.clone()]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
