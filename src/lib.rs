@@ -18,3 +18,4 @@ pub mod positions;
 pub mod rooms;
 pub mod serial;
 pub mod server;
+mod web;

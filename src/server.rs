@@ -122,6 +122,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     let router = Router::new()
         .merge(rooms::http::router())
         .merge(positions::http::router())
+        .merge(crate::web::router())
         .with_state(state.clone())
         // Layers wrap what is above them: the Socket.IO layer sees requests before the
         // routes, our WebSocket transport takes its connections before socketioxide, and
