@@ -13,4 +13,5 @@ mod cluster;
 mod positions;
 mod python;
 mod rooms;
+mod sync_precision;
 mod transports;
