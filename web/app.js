@@ -153,9 +153,17 @@ $("file").addEventListener("change", async (ev) => {
   const file = ev.target.files?.[0];
   if (!file) return;
   const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  localFiles.set(id, URL.createObjectURL(file));
-  // Only the title and an id travel: the file itself stays on this device.
-  const ack = await room.changeTrack({ title: file.name, file_id: id, local_file: true });
+  const url = URL.createObjectURL(file);
+  localFiles.set(id, url);
+  // Only the title, the duration and an id travel: the file itself stays on this device.
+  const duration = await new Promise((resolve) => {
+    const probe = new Audio();
+    probe.preload = "metadata";
+    probe.onloadedmetadata = () => resolve(Number.isFinite(probe.duration) ? Math.round(probe.duration * 1000) / 1000 : undefined);
+    probe.onerror = () => resolve(undefined);
+    probe.src = url;
+  });
+  const ack = await room.changeTrack({ title: file.name, file_id: id, local_file: true, duration });
   ev.target.value = "";
   hostResult(ack);
 });
@@ -173,7 +181,10 @@ function hostResult(ack, unsupported) {
 // --- listener controls ---
 
 $("unlock").addEventListener("click", () => room.follower.unlock());
-room.follower.on("blocked", render);
+room.follower.on("blocked", () => {
+  console.info("playsync: the browser blocked playback until the user interacts with the page");
+  render();
+});
 
 $("volume").addEventListener("input", () => {
   room.follower.volume = Number($("volume").value);
@@ -217,6 +228,11 @@ function render() {
   conn.className = `pill ${s.connected ? "pill-ok" : "pill-wait"}`;
   if ($("room").hidden) return;
   if (s.joined) $("room-error").hidden = true;
+  // The room itself only once joined; before that "Joining…", or the error banner.
+  $("room-body").hidden = !s.joined;
+  $("room-actions").hidden = !s.joined;
+  $("joining").hidden = s.joined || !$("room-error").hidden;
+  if (!s.joined) return;
 
   const f = room.follower;
   const tl = s.timeline;
@@ -225,7 +241,8 @@ function render() {
   $("track-title").textContent = track ? track.title || track.url || "Untitled" : "Nothing playing yet";
 
   const notice = $("notice");
-  if (track?.file_id && !room.options.resolveUrl(track)) {
+  const silent = track?.file_id && !room.options.resolveUrl(track);
+  if (silent) {
     notice.hidden = false;
     notice.textContent = "The host is playing a file from their own device. Files are not shared, so you follow the room in silence.";
   } else if (track && !track.file_id && !track.url) {
@@ -250,7 +267,7 @@ function render() {
   }
 
   const position = tl ? room.position() : 0;
-  const duration = Number.isFinite(audio.duration) ? audio.duration : track?.duration || 0;
+  const duration = !silent && Number.isFinite(audio.duration) ? audio.duration : Number(track?.duration) || 0;
   const seek = $("seek");
   seek.max = String(duration || 0);
   seek.disabled = !s.isHost || !duration;
@@ -258,14 +275,14 @@ function render() {
     seek.value = String(Math.min(position, duration || 0));
     $("pos").textContent = clock(position);
   }
-  $("dur").textContent = clock(duration);
+  $("dur").textContent = duration ? clock(duration) : "–:––";
 
   const toggle = $("toggle");
   toggle.hidden = !s.isHost; // listeners follow the host; their only control is the volume
   toggle.disabled = !track;
   toggle.textContent = tl?.playing ? "Pause" : "Play";
   toggle.setAttribute("aria-label", toggle.textContent);
-  $("play-state").textContent = !track ? "no track" : tl.playing ? phaseText(f.phase) : "paused by the host";
+  $("play-state").textContent = !track ? "no track" : !tl.playing ? "paused by the host" : silent ? "following, without sound" : phaseText(f.phase);
   $("host-controls").hidden = !s.isHost;
   if (s.isHost && document.activeElement !== $("rate")) {
     $("rate").value = String(tl?.rate ?? 1);
@@ -275,7 +292,7 @@ function render() {
   $("count").textContent = String(s.members ? s.members.length : s.count);
   renderMembers(s);
 
-  renderSync(s, f);
+  renderSync(s, f, silent);
 }
 
 function phaseText(phase) {
@@ -316,13 +333,13 @@ function renderMembers(s) {
     $("host-line").textContent = "";
   } else {
     const li = document.createElement("li");
-    li.textContent = s.count === 1 ? "Only you" : `You and ${s.count - 1} other${s.count === 2 ? "" : "s"}`;
+    li.textContent = s.count <= 1 ? "Only you" : `You and ${s.count - 1} other${s.count === 2 ? "" : "s"}`;
     list.append(li);
     $("host-line").textContent = s.isHost ? "You are the host." : s.hostId ? "Another listener is the host." : "";
   }
 }
 
-function renderSync(s, f) {
+function renderSync(s, f, silent) {
   const st = f.stats;
   const c = room.clock.status;
   $("s-error").textContent = st.phase === "running" && Number.isFinite(st.error) ? `${ms(st.error)} ${st.error > 0 ? "ahead" : st.error < 0 ? "behind" : ""}` : "–";
@@ -347,6 +364,7 @@ function renderSync(s, f) {
   let summary;
   if (!s.timeline?.track) summary = "Waiting for a track.";
   else if (!s.timeline.playing) summary = "Paused by the host.";
+  else if (silent) summary = "Following the room without sound.";
   else if (st.phase === "blocked") summary = "Waiting for you to allow sound.";
   else if (st.phase !== "running") summary = "Getting in step…";
   else if (Math.abs(st.error) <= 5) summary = `In step: within ${Math.max(0.1, Math.abs(st.error)).toFixed(1)} ms of the room.`;

@@ -12,6 +12,7 @@
  *   socket.on("disconnect", (reason) => ...);   // "transport close", "ping timeout", ...
  *   socket.on("connect_error", (err) => ...);   // refused by the server, or no connection
  *   socket.on("reconnect_attempt", ({ attempt, delay }) => ...);
+ *   socket.on("ping", () => ...);               // each server ping (answered already)
  *   socket.on("play", (data) => ...);           // any server event
  *   socket.emit("join_room", { room_id: "x" }, (ack) => ...);
  *   const ack = await socket.request("join_room", { room_id: "x" }, { timeout: 5000 });
@@ -258,6 +259,7 @@ export class Socket extends Emitter {
       case "2": // the server's ping
         this._send(`3${packet.slice(1)}`);
         this._armWatchdog();
+        this._fire("ping");
         break;
       case "1": // the server closes
         this._lost(this._ws, "transport close");
@@ -799,6 +801,7 @@ export class Follower extends Emitter {
     /** The last 200 decisions ({t, what, ...}), for diagnosis: starts, seeks, nudges. */
     this.trace = [];
     this._volume = media.volume;
+    this._fullPreroll = false;
     this._quiet = false;
     this._errors = [];
     this._start = null; // the start under way: {kind, at (play()/seek call), from (position)}
@@ -905,24 +908,34 @@ export class Follower extends Emitter {
     }
     if (following && previous?.playing && this._continuous(previous, timeline)) {
       this._applyRate();
+      // A new rate arrives after its instant and shows ~80 ms after it is set: catch up.
+      if (previous.rate !== timeline.rate) this._catchUpUntil = localNow() + this.options.catchUpFor;
       return; // same course (e.g. sync_state after room_joined): keep the plan, correct the rest
     }
     this._restart();
   }
 
-  /** Call from a user gesture after "blocked" or "held": starts playback in the gesture. */
+  /**
+   * Call from a user gesture after "blocked" or "held". play() inside the gesture is what
+   * the browser waits for; then the start is planned like a joiner's, with a silent pre-roll.
+   */
   unlock() {
     if (!this.timeline || !this.url) return;
     this._cancel();
-    if (!this.timeline.playing) {
-      this.media.play().then(() => this.media.pause(), () => {});
-      return;
-    }
-    const now = localNow();
-    const position = this.targetAt(now + this.startLatency);
-    this._seekTo(position);
-    this._beginStart("start", now, position);
-    this._play();
+    this._setQuiet(true);
+    const played = this.media.play();
+    played.then(
+      () => {
+        this.media.pause();
+        this._setQuiet(false);
+        if (this.timeline?.playing) this._restart({ preroll: true });
+        else if (this.timeline) this._pauseAt(this.timeline.position);
+      },
+      (err) => {
+        this._setQuiet(false);
+        this._note("unlock", { refused: err?.name });
+      },
+    );
   }
 
   // --- internals ---
@@ -1020,12 +1033,14 @@ export class Follower extends Emitter {
     if (this.timeline) this._applyRate();
   }
 
-  /** A discontinuity: stop, then plan a start on the new timeline. */
-  _restart() {
+  /** A discontinuity: stop, then plan a start on the new timeline. `preroll`: however late,
+   * take the time of a full pre-roll (as a joiner does). */
+  _restart({ preroll = false } = {}) {
     this._cancel();
     if (!this.media.paused) this.media.pause();
     this._resetRate();
     this._planSince = localNow();
+    this._fullPreroll = preroll;
     this._setPhase("waiting");
     this._schedule();
   }
@@ -1051,7 +1066,7 @@ export class Follower extends Emitter {
     // so take the time of a full pre-roll and start in step. (A server without start_at makes
     // every command late: those start as soon as they can.) On time: pre-roll what fits.
     const late = !(startLocal >= earliest);
-    const joining = JOIN_EVENTS.includes(tl.event) || tl.scheduled;
+    const joining = JOIN_EVENTS.includes(tl.event) || tl.scheduled || this._fullPreroll;
     let preroll = late ? (joining ? o.preroll : 0) : Math.min(o.preroll, startLocal - earliest);
     let at = late ? earliest + preroll : startLocal;
     let position = this.targetAt(at);
