@@ -15,3 +15,4 @@ mod python;
 mod rooms;
 mod sync_precision;
 mod transports;
+mod web_client;
