@@ -813,7 +813,7 @@ export class Follower extends Emitter {
     this._seekAllowedAt = 0;
     this._consecutiveSeeks = 0;
     this._lastSeekAt = -Infinity;
-    this._last = null; // last running sample {t, ct}
+    this._last = null; // when currentTime was last seen to move: {t, ct}
     this._burstUntil = 0; // pre-roll: a rate burst runs until then (local ms)
     this._onMedia = (ev) => this._mediaEvent(ev);
     for (const name of MEDIA_EVENTS) media.addEventListener(name, this._onMedia);
@@ -1170,12 +1170,15 @@ export class Follower extends Emitter {
       this._detectRunning(t, ct);
       return;
     }
-    // Running: a frozen clock is a stall, not drift.
-    if (this._last && t - this._last.t > 150 && Math.abs(ct - this._last.ct) < 1e-4) {
+    // Running: a clock that stopped moving (buffering without a "waiting" event) is a stall,
+    // not drift: measure again once it runs.
+    if (!this._last || Math.abs(ct - this._last.ct) > 1e-4) {
+      this._last = { t, ct };
+    } else if (t - this._last.t > 250) {
+      this._note("stall", { ct: round2(ct * 1000) });
       this._beginStart("stall", null, null);
       return;
     }
-    this._last = { t, ct };
     this._correct(t, ct);
   }
 
