@@ -23,3 +23,4 @@ pub mod healthcheck;
 mod positions;
 mod rooms;
 pub mod server;
+mod web;

@@ -138,6 +138,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .route("/health", get(health))
         .route("/socket.io", socket_io.clone())
         .route("/socket.io/", socket_io)
+        .merge(crate::web::router())
         .with_state(state.clone())
         // Layers wrap what is above them: CORS (outermost) also covers the Socket.IO
         // long-polling responses.

@@ -15,4 +15,6 @@ mod precision;
 mod python;
 mod rooms;
 mod sentinel;
+mod sync_precision;
 mod transports;
+mod web_client;
