@@ -9,15 +9,19 @@
 //! `cluster` shares both across instances through Redis, as a leaf that knows Redis only:
 //! rooms and positions register with it as participants. [`server`] is the composition
 //! root: it builds every part from the [`config`] and wires them into one router. `error`
-//! is the one HTTP refusal type; `clock` and `serial` are small shared utilities. The load
+//! is the one HTTP refusal type; `clock` and `serial` are small shared utilities. `auth`
+//! (opt-in authentication) and `limits` (abuse limits) guard both APIs. The load
 //! generator is a crate of its own, `playsync-bench` (`crates/bench`).
 //!
-//! Imports go downward only: `server` → `rooms`, `positions` → `cluster` → `clock`.
+//! Imports go downward only: `server` → `rooms`, `positions` → `auth`, `limits`, `cluster`
+//! → `clock`.
 
+mod auth;
 mod clock;
 mod cluster;
 pub mod config;
 mod error;
+mod limits;
 mod positions;
 mod rooms;
 mod serial;

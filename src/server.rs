@@ -24,9 +24,11 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::{self, Auth, AuthSettings};
 use crate::clock::now_ms;
 use crate::cluster::{self, Backplane, Participant};
 use crate::config::Config;
+use crate::limits::{AbuseLimits, ConnectionLimiter, Rate, TrustedProxies};
 use crate::positions::{self, Positions};
 use crate::rooms::{self, Hub, Rooms};
 
@@ -40,6 +42,22 @@ struct AppState {
     positions: Arc<Positions>,
     /// The Redis backplane, when Redis is configured.
     backplane: Option<Backplane>,
+    /// Authentication (disabled unless configured).
+    auth: Auth,
+    /// PUT rates, connection caps, trusted proxies.
+    abuse: Arc<AbuseLimits>,
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<AbuseLimits> {
+    fn from_ref(state: &AppState) -> Self {
+        state.abuse.clone()
+    }
 }
 
 impl FromRef<AppState> for Arc<Rooms> {
@@ -105,6 +123,16 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     );
     rooms::register(&io, rooms.clone());
 
+    let auth = Auth::new(AuthSettings {
+        tokens_file: config.auth.auth_tokens_file.clone(),
+        jwt_secret: config.auth.auth_jwt_secret.clone(),
+        jwt_public_key: config.auth.auth_jwt_public_key.clone(),
+        jwt_issuer: config.auth.auth_jwt_issuer.clone(),
+        jwt_audience: config.auth.auth_jwt_audience.clone(),
+        jwt_leeway_secs: config.auth.auth_jwt_leeway_secs,
+    })?;
+    let abuse = abuse_limits(&config)?;
+
     let shutdown = CancellationToken::new();
     let positions = Positions::open(
         &config.data_dir,
@@ -115,6 +143,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config.sse_keepalive(),
         backplane.clone(),
         shutdown.clone(),
+        auth.is_enabled(),
     )
     .with_context(|| {
         format!(
@@ -140,6 +169,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         rooms,
         positions,
         backplane,
+        auth,
+        abuse,
     };
     let router = Router::new()
         .merge(rooms::router())
@@ -155,7 +186,17 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             websocket,
             rooms::Transport::intercept,
         ))
-        .layer(TraceLayer::new_for_http())
+        // Request spans show `?token=` as `[redacted]`.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::extract::Request| {
+                tracing::debug_span!(
+                    "request",
+                    method = %req.method(),
+                    uri = %auth::redacted_uri(req.uri()),
+                    version = ?req.version(),
+                )
+            },
+        ))
         .layer(cors_layer(&config));
     Ok(App {
         config,
@@ -165,6 +206,31 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         shutdown,
         tasks,
     })
+}
+
+/// The abuse limits from the configuration; a malformed `TRUSTED_PROXIES` stops the start.
+fn abuse_limits(config: &Config) -> anyhow::Result<Arc<AbuseLimits>> {
+    let limits = &config.limits;
+    let proxies = limits
+        .trusted_proxies
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.parse().map_err(|e: String| anyhow::anyhow!("TRUSTED_PROXIES: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let abuse = AbuseLimits::new(
+        Rate::new(limits.put_rate, limits.put_burst),
+        ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip),
+        TrustedProxies::new(proxies),
+    );
+    tracing::info!(
+        put_rate = limits.put_rate,
+        put_burst = limits.put_burst,
+        max_connections = limits.max_connections,
+        max_connections_per_ip = limits.max_connections_per_ip,
+        trusted_proxies = ?limits.trusted_proxies,
+        "abuse limits"
+    );
+    Ok(abuse)
 }
 
 /// `GET /health`: the positions seed's liveness answer, plus the rooms and Redis.
@@ -276,6 +342,9 @@ impl App {
             config.room_sweep_interval(),
             token.clone(),
         ));
+        if let Some(reloader) = state.auth.reloader(token.clone()) {
+            tasks.spawn(reloader);
+        }
         if let Some(bp) = &state.backplane {
             let participants: Vec<Arc<dyn Participant>> =
                 vec![state.rooms.clone(), state.positions.clone()];
@@ -293,8 +362,14 @@ impl App {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
-            let serve = axum::serve(listener, router.clone())
-                .with_graceful_shutdown(token.clone().cancelled_owned());
+            // Connect info: the peer address, for per-address limits.
+            let serve = axum::serve(
+                listener,
+                router
+                    .clone()
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(token.clone().cancelled_owned());
             servers.push(tokio::spawn(async move {
                 if let Err(e) = serve.await {
                     tracing::error!(%addr, error = %e, "listener failed");
