@@ -56,7 +56,9 @@ struct Claims {
 /// Why the JWT settings were refused at start.
 #[derive(Debug, thiserror::Error)]
 pub enum JwtConfigError {
-    #[error("AUTH_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256 needs a 256-bit key)")]
+    #[error(
+        "AUTH_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256 needs a 256-bit key)"
+    )]
     ShortSecret,
     #[error("AUTH_JWT_PUBLIC_KEY is neither an RSA nor an EC public key in PEM: {0}")]
     BadPublicKey(String),
@@ -73,9 +75,9 @@ impl JwtVerifier {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(JwtConfigError::ShortSecret);
             }
-            Some(secret) => Some(
-                DecodingKey::from_secret(&secret).map_err(|_| JwtConfigError::ShortSecret)?,
-            ),
+            Some(secret) => {
+                Some(DecodingKey::from_secret(&secret).map_err(|_| JwtConfigError::ShortSecret)?)
+            }
             None => None,
         };
         let public = match settings.public_key_pem {
@@ -149,7 +151,14 @@ impl JwtVerifier {
             }
         })?;
         let user = UserName::new(&data.claims.sub).map_err(|_| JwtError::Invalid)?;
-        let expires_at = UNIX_EPOCH + Duration::from_secs(data.claims.exp + self.leeway_secs);
+        let expires_at =
+            UNIX_EPOCH + Duration::from_secs(data.claims.exp.saturating_add(self.leeway_secs));
+        // The library compares whole seconds, so it accepts a token for up to a second past
+        // `exp`; refusing from `exp` on (plus the leeway) exactly makes a new request and an
+        // open stream agree on when the token ends.
+        if SystemTime::now() >= expires_at {
+            return Err(JwtError::Expired);
+        }
         Ok((user, expires_at))
     }
 }
@@ -258,7 +267,9 @@ mod tests {
     #[test]
     fn alg_none_other_algorithms_and_bad_signatures_are_refused() {
         let v = verifier(5);
-        let claims = b64(json!({"sub": "a", "exp": now() + 60}).to_string().as_bytes());
+        let claims = b64(json!({"sub": "a", "exp": now() + 60})
+            .to_string()
+            .as_bytes());
         for header in [
             json!({"alg": "none", "typ": "JWT"}),
             json!({"alg": "None"}),
@@ -310,7 +321,11 @@ mod tests {
             json!({"sub": "a", "exp": exp, "iss": "https://evil.example", "aud": "playsync"}),
             json!({"sub": "a", "exp": exp, "iss": "https://id.example", "aud": "other"}),
         ] {
-            assert_eq!(v.verify(&hs(claims.clone())), Err(JwtError::Invalid), "{claims}");
+            assert_eq!(
+                v.verify(&hs(claims.clone())),
+                Err(JwtError::Invalid),
+                "{claims}"
+            );
         }
         // Without a configured audience, a token meant for some audience is refused.
         assert_eq!(
@@ -330,7 +345,9 @@ mod tests {
         ));
         assert!(matches!(
             JwtVerifier::new(JwtSettings {
-                public_key_pem: Some(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_vec()),
+                public_key_pem: Some(
+                    b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_vec()
+                ),
                 ..Default::default()
             }),
             Err(JwtConfigError::BadPublicKey(_))
