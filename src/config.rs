@@ -135,7 +135,12 @@ pub struct AuthConfig {
 
     /// Shared secret (at least 32 bytes) for HS256 JWTs; `sub` is the user. Turns
     /// authentication on. Prefer the environment variable: arguments are visible to `ps`.
-    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true, value_name = "SECRET")]
+    #[arg(
+        long,
+        env = "AUTH_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
     pub auth_jwt_secret: Option<crate::auth::Secret>,
 
     /// PEM file of an RSA (RS256) or P-256 EC (ES256) public key for JWTs. Turns
@@ -179,7 +184,12 @@ pub struct LimitsConfig {
 
     /// Proxies whose X-Forwarded-For is believed: comma-separated IPs or CIDR ranges
     /// (e.g. `10.0.0.0/8,::1`). Unset: the TCP peer is the client.
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDRS")]
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDRS"
+    )]
     pub trusted_proxies: Vec<String>,
 }
 

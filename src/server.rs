@@ -187,16 +187,16 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             rooms::Transport::intercept,
         ))
         // Request spans show `?token=` as `[redacted]`.
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |req: &axum::extract::Request| {
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
                 tracing::debug_span!(
                     "request",
                     method = %req.method(),
                     uri = %auth::redacted_uri(req.uri()),
                     version = ?req.version(),
                 )
-            },
-        ))
+            }),
+        )
         .layer(cors_layer(&config));
     Ok(App {
         config,
@@ -215,7 +215,10 @@ fn abuse_limits(config: &Config) -> anyhow::Result<Arc<AbuseLimits>> {
         .trusted_proxies
         .iter()
         .filter(|s| !s.trim().is_empty())
-        .map(|s| s.parse().map_err(|e: String| anyhow::anyhow!("TRUSTED_PROXIES: {e}")))
+        .map(|s| {
+            s.parse()
+                .map_err(|e: String| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let abuse = AbuseLimits::new(
         Rate::new(limits.put_rate, limits.put_burst),

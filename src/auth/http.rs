@@ -80,8 +80,10 @@ pub fn unauthorized(why: AuthError) -> ApiError {
         AuthError::Missing => r#"Bearer realm="playsync""#,
         _ => r#"Bearer realm="playsync", error="invalid_token""#,
     };
-    ApiError::new(StatusCode::UNAUTHORIZED, why.to_string())
-        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge))
+    ApiError::new(StatusCode::UNAUTHORIZED, why.to_string()).with_header(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    )
 }
 
 /// Who is calling: nobody in particular when authentication is off, else a verified user.
@@ -161,7 +163,10 @@ mod tests {
     #[test]
     fn query_tokens() {
         assert_eq!(query_token("token=abc").as_deref(), Some("abc"));
-        assert_eq!(query_token("a=1&token=a%2Bb%3D&b=2").as_deref(), Some("a+b="));
+        assert_eq!(
+            query_token("a=1&token=a%2Bb%3D&b=2").as_deref(),
+            Some("a+b=")
+        );
         assert_eq!(query_token("token=a+b").as_deref(), Some("a b"));
         assert_eq!(query_token("tok%65n=x").as_deref(), Some("x"));
         assert_eq!(query_token("token=").as_deref(), None);
@@ -193,7 +198,10 @@ mod tests {
         use axum::response::IntoResponse;
         let r = unauthorized(AuthError::Missing).into_response();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(r.headers()["www-authenticate"], r#"Bearer realm="playsync""#);
+        assert_eq!(
+            r.headers()["www-authenticate"],
+            r#"Bearer realm="playsync""#
+        );
         let r = unauthorized(AuthError::Expired).into_response();
         assert!(
             r.headers()["www-authenticate"]

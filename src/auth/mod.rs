@@ -113,7 +113,10 @@ pub enum AuthError {
 
 impl AuthError {
     /// The Socket.IO connect error payload for any refusal: `{"message": "unauthorized"}`.
-    #[allow(dead_code, reason = "API for the Socket.IO layer, which the lead wires")]
+    #[allow(
+        dead_code,
+        reason = "API for the Socket.IO layer, which the lead wires"
+    )]
     pub fn connect_error() -> serde_json::Value {
         serde_json::json!({ "message": "unauthorized" })
     }
@@ -181,12 +184,13 @@ impl Auth {
                 })
             }
         };
-        let public_key_pem = match &settings.jwt_public_key {
-            None => None,
-            Some(path) => Some(std::fs::read(path).with_context(|| {
-                format!("cannot read AUTH_JWT_PUBLIC_KEY {}", path.display())
-            })?),
-        };
+        let public_key_pem =
+            match &settings.jwt_public_key {
+                None => None,
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("cannot read AUTH_JWT_PUBLIC_KEY {}", path.display())
+                })?),
+            };
         let jwt = if settings.jwt_secret.is_some() || public_key_pem.is_some() {
             Some(JwtVerifier::new(JwtSettings {
                 secret: settings.jwt_secret.map(|s| s.0.into_bytes()),
@@ -254,7 +258,10 @@ impl Auth {
     /// For a Socket.IO CONNECT: `auth` is the packet's auth payload (`{"token": "..."}`), if
     /// any. `Ok(None)`: authentication is off, let it in anonymously. `Ok(Some(identity))`:
     /// let it in as that user. `Err(_)`: refuse with [`AuthError::connect_error`].
-    #[allow(dead_code, reason = "API for the Socket.IO layer, which the lead wires")]
+    #[allow(
+        dead_code,
+        reason = "API for the Socket.IO layer, which the lead wires"
+    )]
     pub fn verify_connect(
         &self,
         auth: Option<&serde_json::Value>,
@@ -320,7 +327,7 @@ impl Auth {
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let has_file = self.0.as_ref().is_some_and(|i| i.tokens.is_some());
         let auth = self.clone();
-        has_file.then(|| async move {
+        has_file.then_some(async move {
             let mut tick = tokio::time::interval(RELOAD_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

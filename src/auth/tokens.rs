@@ -38,7 +38,9 @@ pub enum TokensFileError {
     ShortToken { line: usize },
     #[error("line {line}: the token contains whitespace")]
     Whitespace { line: usize },
-    #[error("line {line}: this token is already listed on line {first} (a token belongs to one user)")]
+    #[error(
+        "line {line}: this token is already listed on line {first} (a token belongs to one user)"
+    )]
     Duplicate { line: usize, first: usize },
     #[error("the file lists no tokens")]
     Empty,

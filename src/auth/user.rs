@@ -57,7 +57,10 @@ impl UserName {
         (user.encoded == encoded).then_some(user)
     }
 
-    #[allow(dead_code, reason = "API for the Socket.IO layer, which the lead wires")]
+    #[allow(
+        dead_code,
+        reason = "API for the Socket.IO layer, which the lead wires"
+    )]
     pub fn as_str(&self) -> &str {
         &self.name
     }
@@ -176,7 +179,9 @@ mod tests {
     #[test]
     fn only_canonical_encodings_decode_to_users() {
         assert_eq!(
-            UserName::from_encoded("me%40example%2Ecom").unwrap().as_str(),
+            UserName::from_encoded("me%40example%2Ecom")
+                .unwrap()
+                .as_str(),
             "me@example.com"
         );
         for bad in [

@@ -29,12 +29,18 @@ impl Rate {
         })
     }
 
-    #[allow(dead_code, reason = "API for the Socket.IO layer, which the lead wires")]
+    #[allow(
+        dead_code,
+        reason = "API for the Socket.IO layer, which the lead wires"
+    )]
     pub fn per_sec(&self) -> f64 {
         self.per_sec
     }
 
-    #[allow(dead_code, reason = "API for the Socket.IO layer, which the lead wires")]
+    #[allow(
+        dead_code,
+        reason = "API for the Socket.IO layer, which the lead wires"
+    )]
     pub fn burst(&self) -> f64 {
         self.burst
     }
@@ -232,7 +238,11 @@ mod tests {
         for i in 0..10_000u64 {
             let now = t0 + Duration::from_secs(10) + ms(i);
             limiter.check(format!("k{i}").leak(), now).unwrap();
-            assert!(limiter.tracked() <= 2 * PRUNE_AT_LEAST, "{}", limiter.tracked());
+            assert!(
+                limiter.tracked() <= 2 * PRUNE_AT_LEAST,
+                "{}",
+                limiter.tracked()
+            );
         }
         let off: KeyedLimiter<&str> = KeyedLimiter::new(None);
         for _ in 0..1000 {

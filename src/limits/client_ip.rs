@@ -137,7 +137,10 @@ pub fn parse_forwarded(entry: &str) -> Option<IpAddr> {
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return None;
         }
-        return inside.parse::<Ipv6Addr>().ok().map(|ip| normalize(ip.into()));
+        return inside
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|ip| normalize(ip.into()));
     }
     let (addr, port) = entry.rsplit_once(':')?;
     if !is_port(port) {
@@ -153,9 +156,7 @@ fn is_port(s: &str) -> bool {
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`, what a dual-stack socket reports) as IPv4.
 pub fn normalize(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -205,7 +206,15 @@ mod tests {
             " 127.0.0.1/32 ".parse::<Cidr>().unwrap().to_string(),
             "127.0.0.1/32"
         );
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "abc", "10.0.0.0/x", "/8"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "abc",
+            "10.0.0.0/x",
+            "/8",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
         }
     }
@@ -216,9 +225,20 @@ mod tests {
         assert_eq!(parse_forwarded("1.2.3.4:8080"), Some(ip("1.2.3.4")));
         assert_eq!(parse_forwarded("2001:db8::1"), Some(ip("2001:db8::1")));
         assert_eq!(parse_forwarded("[2001:db8::1]"), Some(ip("2001:db8::1")));
-        assert_eq!(parse_forwarded("[2001:db8::1]:443"), Some(ip("2001:db8::1")));
+        assert_eq!(
+            parse_forwarded("[2001:db8::1]:443"),
+            Some(ip("2001:db8::1"))
+        );
         assert_eq!(parse_forwarded("::ffff:1.2.3.4"), Some(ip("1.2.3.4")));
-        for bad in ["", "unknown", "_hidden", "1.2.3.4:x", "[::1]x", "1.2.3.4:99999", "[1.2.3.4]"] {
+        for bad in [
+            "",
+            "unknown",
+            "_hidden",
+            "1.2.3.4:x",
+            "[::1]x",
+            "1.2.3.4:99999",
+            "[1.2.3.4]",
+        ] {
             assert_eq!(parse_forwarded(bad), None, "{bad:?}");
         }
     }
@@ -232,13 +252,22 @@ mod tests {
             choose_client(peer, &["6.6.6.6", "203.0.113.9", "10.0.0.1"], trusted),
             ip("203.0.113.9")
         );
-        assert_eq!(choose_client(peer, &["203.0.113.9"], trusted), ip("203.0.113.9"));
+        assert_eq!(
+            choose_client(peer, &["203.0.113.9"], trusted),
+            ip("203.0.113.9")
+        );
         // No header: the proxy itself.
         assert_eq!(choose_client(peer, &[], trusted), peer);
         // Every hop trusted: the left-most.
-        assert_eq!(choose_client(peer, &["10.1.1.1", "10.0.0.1"], trusted), ip("10.1.1.1"));
+        assert_eq!(
+            choose_client(peer, &["10.1.1.1", "10.0.0.1"], trusted),
+            ip("10.1.1.1")
+        );
         // Garbage stops the walk at the last trusted hop.
-        assert_eq!(choose_client(peer, &["1.1.1.1", "junk", "10.0.0.1"], trusted), ip("10.0.0.1"));
+        assert_eq!(
+            choose_client(peer, &["1.1.1.1", "junk", "10.0.0.1"], trusted),
+            ip("10.0.0.1")
+        );
         // An untrusted peer's header is ignored entirely.
         assert_eq!(
             choose_client(ip("198.51.100.1"), &["1.2.3.4"], trusted),
@@ -250,17 +279,26 @@ mod tests {
     fn headers_are_read_in_order_across_lines() {
         let p = proxies(&["127.0.0.1"]);
         let mut h = HeaderMap::new();
-        h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 192.0.2.1"));
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 192.0.2.1"),
+        );
         h.append("x-forwarded-for", HeaderValue::from_static("192.0.2.77"));
         assert_eq!(p.client_ip(ip("127.0.0.1"), &h), ip("192.0.2.77"));
         assert_eq!(p.client_ip(ip("127.0.0.2"), &h), ip("127.0.0.2"));
-        assert_eq!(TrustedProxies::default().client_ip(ip("::ffff:127.0.0.1"), &h), ip("127.0.0.1"));
+        assert_eq!(
+            TrustedProxies::default().client_ip(ip("::ffff:127.0.0.1"), &h),
+            ip("127.0.0.1")
+        );
     }
 
     #[test]
     fn ipv6_counts_per_64() {
         assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_eq!(limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip("2001:db8:1:2::")
+        );
         assert_ne!(limit_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
         assert_eq!(limit_key(ip("1.2.3.4")), ip("1.2.3.4"));
         assert_eq!(limit_key(ip("::ffff:1.2.3.4")), ip("1.2.3.4"));

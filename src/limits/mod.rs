@@ -70,7 +70,11 @@ impl AbuseLimits {
     /// No limits at all.
     #[cfg(test)]
     pub(crate) fn none() -> Arc<Self> {
-        Self::new(None, ConnectionLimiter::new(0, 0), TrustedProxies::default())
+        Self::new(
+            None,
+            ConnectionLimiter::new(0, 0),
+            TrustedProxies::default(),
+        )
     }
 
     /// Takes a PUT token for `key`, or refuses with 429 and `Retry-After`.
@@ -103,7 +107,9 @@ fn connection_refused(why: ConnectionRefused, ip: IpAddr) -> ApiError {
     tracing::debug!(%ip, reason = %why, "connection refused");
     match why {
         ConnectionRefused::PerIp => ApiError::new(StatusCode::TOO_MANY_REQUESTS, why.to_string()),
-        ConnectionRefused::Global => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.to_string()),
+        ConnectionRefused::Global => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.to_string())
+        }
     }
 }
 

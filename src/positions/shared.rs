@@ -63,9 +63,7 @@ fn parse_user_channel(channel: &str) -> Option<(UserName, Kind)> {
 fn store_key(owner: &Owner, kind: Kind) -> String {
     match owner {
         Owner::Global => cluster::key(&format!("pos:{}", kind.event())),
-        Owner::User(user) => {
-            cluster::key(&format!("user:{}:pos:{}", user.encoded(), kind.event()))
-        }
+        Owner::User(user) => cluster::key(&format!("user:{}:pos:{}", user.encoded(), kind.event())),
     }
 }
 
@@ -213,14 +211,19 @@ impl Participant for Positions {
                 Some(_) => match parse_user_channel(channel_name) {
                     Some((user, kind)) => (Some(user), kind),
                     None => {
-                        tracing::debug!(channel = channel_name, "ignoring a message on an unknown user channel");
+                        tracing::debug!(
+                            channel = channel_name,
+                            "ignoring a message on an unknown user channel"
+                        );
                         return;
                     }
                 },
             };
             match self.pair(user.as_ref()).await {
                 Ok(pair) => self.apply_remote(&pair, kind, payload).await,
-                Err(e) => tracing::error!(error = %e, "cannot load positions for a message from redis"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load positions for a message from redis")
+                }
             }
         }
         .boxed()
@@ -259,7 +262,10 @@ mod tests {
     fn global_names_are_the_seeds_and_user_names_are_their_own() {
         assert_eq!(channel(&Owner::Global, Kind::Playback), "tts:playback");
         assert_eq!(channel(&Owner::Global, Kind::Scroll), "tts:scroll");
-        assert_eq!(store_key(&Owner::Global, Kind::Scroll), "playsync:pos:scroll");
+        assert_eq!(
+            store_key(&Owner::Global, Kind::Scroll),
+            "playsync:pos:scroll"
+        );
         let bob = Owner::User(UserName::new("b.o:b*").unwrap());
         assert_eq!(
             channel(&bob, Kind::Playback),

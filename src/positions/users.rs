@@ -110,7 +110,11 @@ mod tests {
         let b = users.get(&user("../bob")).await.unwrap();
         a.channel(Kind::Playback).put(update(1)).await.unwrap();
         b.channel(Kind::Playback).put(update(2)).await.unwrap();
-        assert!(dir.path().join("users/alice/playback-position.json").exists());
+        assert!(
+            dir.path()
+                .join("users/alice/playback-position.json")
+                .exists()
+        );
         assert!(
             dir.path()
                 .join("users/%2E%2E%2Fbob/playback-position.json")

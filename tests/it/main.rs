@@ -6,9 +6,11 @@
 
 mod support;
 
+mod auth;
 mod browser;
 mod cli;
 mod cluster;
+mod limits;
 mod positions;
 mod precision;
 mod python;
