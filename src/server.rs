@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{FromRef, State};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
@@ -21,7 +21,7 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{self, Auth, AuthSettings};
@@ -306,7 +306,10 @@ fn cors_layer(config: &Config) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(origin)
         .allow_methods([Method::GET, Method::PUT, Method::POST, Method::OPTIONS])
-        .allow_headers(Any)
+        // Mirrored rather than `*`: browsers never let `*` cover `Authorization`.
+        .allow_headers(AllowHeaders::mirror_request())
+        // So cross-origin scripts can read why they were refused and when to retry.
+        .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
         .max_age(Duration::from_secs(3600))
 }
 

@@ -796,3 +796,40 @@ async fn bad_authentication_settings_stop_the_start_with_a_clear_error() {
         );
     }
 }
+
+/// Browser clients on another origin: the preflight allows `Authorization` (which `*` never
+/// covers), and refusals let scripts read `WWW-Authenticate` and `Retry-After`.
+#[tokio::test]
+async fn browsers_on_other_origins_may_send_bearer_tokens() {
+    let (app, _dir) = with_tokens(&[]).await;
+    let resp = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/api/playback-position"))
+        .header("Origin", "https://reader.example")
+        .header("Access-Control-Request-Method", "PUT")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let allowed = resp.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    let resp = app
+        .get_from("https://reader.example", "/api/playback-position")
+        .await;
+    assert_eq!(resp.status(), 401);
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("www-authenticate") && exposed.contains("retry-after"),
+        "{exposed}"
+    );
+}
