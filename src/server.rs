@@ -28,7 +28,7 @@ use crate::auth::{self, Auth, AuthSettings};
 use crate::clock::now_ms;
 use crate::cluster::{self, Backplane, Participant};
 use crate::config::Config;
-use crate::limits::{AbuseLimits, ConnectionLimiter, Rate, TrustedProxies};
+use crate::limits::AbuseLimits;
 use crate::positions::{self, Positions};
 use crate::rooms::{self, Hub, Rooms};
 
@@ -123,15 +123,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     );
     rooms::register(&io, rooms.clone());
 
-    let auth = Auth::new(AuthSettings {
-        tokens_file: config.auth.auth_tokens_file.clone(),
-        jwt_secret: config.auth.auth_jwt_secret.clone(),
-        jwt_public_key: config.auth.auth_jwt_public_key.clone(),
-        jwt_issuer: config.auth.auth_jwt_issuer.clone(),
-        jwt_audience: config.auth.auth_jwt_audience.clone(),
-        jwt_leeway_secs: config.auth.auth_jwt_leeway_secs,
-    })?;
-    let abuse = abuse_limits(&config)?;
+    let auth = Auth::new(AuthSettings::from(&config.auth))?;
+    let abuse = AbuseLimits::from_config(&config.limits)?;
 
     let shutdown = CancellationToken::new();
     let positions = Positions::open(
@@ -187,16 +180,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             rooms::Transport::intercept,
         ))
         // Request spans show `?token=` as `[redacted]`.
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
-                tracing::debug_span!(
-                    "request",
-                    method = %req.method(),
-                    uri = %auth::redacted_uri(req.uri()),
-                    version = ?req.version(),
-                )
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(auth::request_span))
         .layer(cors_layer(&config));
     Ok(App {
         config,
@@ -206,34 +190,6 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         shutdown,
         tasks,
     })
-}
-
-/// The abuse limits from the configuration; a malformed `TRUSTED_PROXIES` stops the start.
-fn abuse_limits(config: &Config) -> anyhow::Result<Arc<AbuseLimits>> {
-    let limits = &config.limits;
-    let proxies = limits
-        .trusted_proxies
-        .iter()
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            s.parse()
-                .map_err(|e: String| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let abuse = AbuseLimits::new(
-        Rate::new(limits.put_rate, limits.put_burst),
-        ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_ip),
-        TrustedProxies::new(proxies),
-    );
-    tracing::info!(
-        put_rate = limits.put_rate,
-        put_burst = limits.put_burst,
-        max_connections = limits.max_connections,
-        max_connections_per_ip = limits.max_connections_per_ip,
-        trusted_proxies = ?limits.trusted_proxies,
-        "abuse limits"
-    );
-    Ok(abuse)
 }
 
 /// `GET /health`: the positions seed's liveness answer, plus the rooms and Redis.

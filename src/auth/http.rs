@@ -74,6 +74,16 @@ pub fn redacted_uri(uri: &Uri) -> String {
     format!("{}?{}", uri.path(), redacted.join("&"))
 }
 
+/// The tracing span of a request (what tower-http's default shows), with `?token=` redacted.
+pub(crate) fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        uri = %redacted_uri(req.uri()),
+        version = ?req.version(),
+    )
+}
+
 /// A 401 for `why`, with the challenge RFC 6750 asks for.
 pub fn unauthorized(why: AuthError) -> ApiError {
     let challenge = match why {

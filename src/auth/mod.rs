@@ -22,7 +22,7 @@ mod jwt;
 mod tokens;
 mod user;
 
-pub(crate) use http::{Caller, redacted_uri};
+pub(crate) use http::{Caller, request_span};
 pub(crate) use user::UserName;
 
 use std::fmt;
@@ -49,6 +49,19 @@ pub struct AuthSettings {
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwt_leeway_secs: u64,
+}
+
+impl From<&crate::config::AuthConfig> for AuthSettings {
+    fn from(c: &crate::config::AuthConfig) -> Self {
+        AuthSettings {
+            tokens_file: c.auth_tokens_file.clone(),
+            jwt_secret: c.auth_jwt_secret.clone(),
+            jwt_public_key: c.auth_jwt_public_key.clone(),
+            jwt_issuer: c.auth_jwt_issuer.clone(),
+            jwt_audience: c.auth_jwt_audience.clone(),
+            jwt_leeway_secs: c.auth_jwt_leeway_secs,
+        }
+    }
 }
 
 /// A secret string (a token, a JWT secret): kept as given, shown as `[redacted]`.

@@ -67,6 +67,32 @@ impl AbuseLimits {
         })
     }
 
+    /// The limits as configured; a malformed `TRUSTED_PROXIES` stops the start.
+    pub(crate) fn from_config(config: &crate::config::LimitsConfig) -> anyhow::Result<Arc<Self>> {
+        let proxies = config
+            .trusted_proxies
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: String| anyhow::anyhow!("TRUSTED_PROXIES: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        tracing::info!(
+            put_rate = config.put_rate,
+            put_burst = config.put_burst,
+            max_connections = config.max_connections,
+            max_connections_per_ip = config.max_connections_per_ip,
+            trusted_proxies = ?config.trusted_proxies,
+            "abuse limits"
+        );
+        Ok(Self::new(
+            Rate::new(config.put_rate, config.put_burst),
+            ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+            TrustedProxies::new(proxies),
+        ))
+    }
+
     /// No limits at all.
     #[cfg(test)]
     pub(crate) fn none() -> Arc<Self> {
