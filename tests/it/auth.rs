@@ -833,3 +833,56 @@ async fn browsers_on_other_origins_may_send_bearer_tokens() {
         "{exposed}"
     );
 }
+
+/// Redis down with authentication on: a user's PUT is stored and acknowledged by its
+/// instance, and reaches the other instance (and only that user) once Redis is back.
+#[tokio::test]
+async fn a_users_position_stored_while_redis_was_down_is_shared_when_it_is_back() {
+    let mut redis = RedisServer::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let file = write_tokens(keys.path(), &format!("alice:{ALICE}\nbob:{BOB}\n"));
+    let args = [
+        "--auth-tokens-file",
+        file.to_str().unwrap(),
+        "--redis-url",
+        &redis.url(),
+    ];
+    let (a, b) = (spawn_app(&args).await, spawn_app(&args).await);
+    let connected = |app: &TestApp, up: bool| {
+        let url = app.url("/health");
+        async move {
+            eventually(&format!("redis_connected = {up}"), || {
+                let url = url.clone();
+                async move {
+                    let health: Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+                    (health["redis_connected"] == json!(up)).then_some(())
+                }
+            })
+            .await
+        }
+    };
+    connected(&a, true).await;
+    connected(&b, true).await;
+    redis.kill().await;
+    connected(&a, false).await;
+    let (status, answer) = put(
+        &a,
+        "/api/playback-position",
+        Some(ALICE),
+        json!({"lastPlayedIndex": 77}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    redis.restart().await;
+    connected(&a, true).await;
+    connected(&b, true).await;
+    eventually("alice's record on B", || async {
+        (get(&b, "/api/playback-position", Some(ALICE)).await.2["lastPlayedIndex"] == json!(77))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        get(&b, "/api/playback-position", Some(BOB)).await.2["lastPlayedIndex"],
+        json!(-1)
+    );
+}

@@ -85,7 +85,7 @@ fn abuse(
                     .collect();
                 let mut answers = Vec::new();
                 // Bounded in count and in time (the caller stops it after a few seconds).
-                for i in 0..20_000i64 {
+                for i in 0..200_000i64 {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
