@@ -99,6 +99,12 @@ pub struct Config {
 
     #[command(flatten)]
     pub redis: RedisConfig,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub limits: LimitsConfig,
 }
 
 /// Redis settings (the positions seed's names, plus `REDIS_URL`, `REDIS_PASSWORD` and the
@@ -318,6 +324,81 @@ impl RedisConfig {
 
 fn non_empty(secret: &Option<Secret>) -> Option<Secret> {
     secret.clone().filter(|s| !s.0.is_empty())
+}
+
+/// Authentication (off unless a tokens file, a JWT secret or a JWT public key is set).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthConfig {
+    /// File of `user:token` lines (`#` comments and blank lines allowed), re-read when it
+    /// changes. Turns authentication on.
+    #[arg(long, env = "AUTH_TOKENS_FILE", value_name = "PATH")]
+    pub auth_tokens_file: Option<PathBuf>,
+
+    /// Shared secret (at least 32 bytes) for HS256 JWTs; `sub` is the user. Turns
+    /// authentication on. Prefer the environment variable: arguments are visible to `ps`.
+    #[arg(
+        long,
+        env = "AUTH_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub auth_jwt_secret: Option<crate::auth::Secret>,
+
+    /// PEM file of an RSA (RS256) or P-256 EC (ES256) public key for JWTs. Turns
+    /// authentication on.
+    #[arg(long, env = "AUTH_JWT_PUBLIC_KEY", value_name = "PATH")]
+    pub auth_jwt_public_key: Option<PathBuf>,
+
+    /// Required `iss` of JWTs (unset: not checked).
+    #[arg(long, env = "AUTH_JWT_ISSUER")]
+    pub auth_jwt_issuer: Option<String>,
+
+    /// Required `aud` of JWTs (unset: tokens carrying an `aud` are refused).
+    #[arg(long, env = "AUTH_JWT_AUDIENCE")]
+    pub auth_jwt_audience: Option<String>,
+
+    /// Clock-skew leeway for JWT `exp` and `nbf`, in seconds (0 to 5).
+    #[arg(long, env = "AUTH_JWT_LEEWAY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=5))]
+    pub auth_jwt_leeway_secs: u64,
+}
+
+/// Abuse limits. Each 0 turns its limit off.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsConfig {
+    /// Position PUTs per second per user (per client address without authentication),
+    /// sustained; beyond it and the burst: 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "PUT_RATE", default_value_t = 10.0, value_parser = non_negative_f64)]
+    pub put_rate: f64,
+
+    /// Position PUTs a user (or address) may send at once before PUT_RATE applies.
+    #[arg(long, env = "PUT_BURST", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub put_burst: u32,
+
+    /// Open SSE streams (and Socket.IO connections) per client address (IPv6: per /64);
+    /// beyond: 429. 0: no cap.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Open SSE streams (and Socket.IO connections) in all; beyond: 503. 0: no cap.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// Proxies whose X-Forwarded-For is believed: comma-separated IPs or CIDR ranges
+    /// (e.g. `10.0.0.0/8,::1`). Unset: the TCP peer is the client.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDRS"
+    )]
+    pub trusted_proxies: Vec<String>,
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number ≥ 0")),
+    }
 }
 
 impl Config {
@@ -558,5 +639,23 @@ mod tests {
         );
         let c = parse(&["--cors-origins", "*"]);
         assert_eq!(c.allowed_origins(), None);
+    }
+
+    #[test]
+    fn auth_is_off_and_limits_are_on_by_default() {
+        let c = parse(&[]);
+        assert!(c.auth.auth_tokens_file.is_none());
+        assert!(c.auth.auth_jwt_secret.is_none());
+        assert!(c.auth.auth_jwt_public_key.is_none());
+        assert_eq!(c.auth.auth_jwt_leeway_secs, 5);
+        assert_eq!(c.limits.put_rate, 10.0);
+        assert_eq!(c.limits.put_burst, 50);
+        assert_eq!(c.limits.max_connections_per_ip, 256);
+        assert_eq!(c.limits.max_connections, 20_000);
+        assert!(c.limits.trusted_proxies.is_empty());
+        assert!(Config::from_args(["--put-rate", "-1"]).is_err());
+        assert!(Config::from_args(["--auth-jwt-leeway-secs", "6"]).is_err());
+        let c = parse(&["--auth-jwt-secret", "s3cret-s3cret-s3cret-s3cret-s3cret"]);
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{FromRef, State};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderValue, Method, header};
 use axum::routing::{any, get};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
@@ -21,12 +21,14 @@ use socketio::Engine;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::{self, Auth, AuthSettings};
 use crate::clock::now_ms;
 use crate::cluster::{self, Backplane, Participant};
 use crate::config::Config;
+use crate::limits::AbuseLimits;
 use crate::positions::{self, Positions};
 use crate::rooms::{self, Rooms, RoomsHandler};
 
@@ -40,6 +42,22 @@ struct AppState {
     positions: Arc<Positions>,
     /// The Redis backplane, when Redis is configured.
     backplane: Option<Backplane>,
+    /// Authentication (disabled unless configured).
+    auth: Auth,
+    /// PUT rates, connection caps, trusted proxies.
+    abuse: Arc<AbuseLimits>,
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<AbuseLimits> {
+    fn from_ref(state: &AppState) -> Self {
+        state.abuse.clone()
+    }
 }
 
 impl FromRef<AppState> for Arc<Rooms> {
@@ -104,6 +122,9 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         RoomsHandler::new(rooms.clone()),
     );
 
+    let auth = Auth::new(AuthSettings::from(&config.auth))?;
+    let abuse = AbuseLimits::from_config(&config.limits)?;
+
     let shutdown = CancellationToken::new();
     let positions = Positions::open(
         &config.data_dir,
@@ -114,6 +135,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         config.sse_keepalive(),
         backplane.clone(),
         shutdown.clone(),
+        auth.is_enabled(),
     )
     .with_context(|| {
         format!(
@@ -126,6 +148,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         rooms,
         positions,
         backplane,
+        auth,
+        abuse,
     };
     let io = engine.clone();
     let socket_io = any(move |req: axum::extract::Request| {
@@ -141,8 +165,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .merge(crate::web::router())
         .with_state(state.clone())
         // Layers wrap what is above them: CORS (outermost) also covers the Socket.IO
-        // long-polling responses.
-        .layer(TraceLayer::new_for_http())
+        // long-polling responses. Request spans show `?token=` as `[redacted]`.
+        .layer(TraceLayer::new_for_http().make_span_with(auth::request_span))
         .layer(cors_layer(&config));
     Ok(App {
         config,
@@ -188,7 +212,10 @@ fn cors_layer(config: &Config) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(origin)
         .allow_methods([Method::GET, Method::PUT, Method::POST, Method::OPTIONS])
-        .allow_headers(Any)
+        // Mirrored rather than `*`: browsers never let `*` cover `Authorization`.
+        .allow_headers(AllowHeaders::mirror_request())
+        // So cross-origin scripts can read why they were refused and when to retry.
+        .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
         .max_age(Duration::from_secs(3600))
 }
 
@@ -228,6 +255,9 @@ impl App {
             config.room_sweep_interval(),
             token.clone(),
         ));
+        if let Some(reloader) = state.auth.reloader(token.clone()) {
+            tasks.spawn(reloader);
+        }
         if let Some(bp) = &state.backplane {
             let participants: Vec<Arc<dyn Participant>> =
                 vec![state.rooms.clone(), state.positions.clone()];
@@ -245,8 +275,14 @@ impl App {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
             });
-            let serve = axum::serve(listener, router.clone())
-                .with_graceful_shutdown(token.clone().cancelled_owned());
+            // Connect info: the peer address, for per-address limits.
+            let serve = axum::serve(
+                listener,
+                router
+                    .clone()
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(token.clone().cancelled_owned());
             servers.push(tokio::spawn(async move {
                 if let Err(e) = serve.await {
                     tracing::error!(%addr, error = %e, "listener failed");

@@ -311,6 +311,12 @@ pub(crate) trait Participant: Send + Sync + 'static {
     /// The channels it listens to.
     fn channels(&self) -> Vec<String>;
 
+    /// The channel patterns (`PSUBSCRIBE`) it listens to; a message on a channel matching
+    /// one goes to [`Participant::on_message`] with the channel's own name.
+    fn patterns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A message on one of its channels.
     fn on_message<'a>(&'a self, channel: &'a str, payload: &'a [u8]) -> BoxFuture<'a, ()>;
 

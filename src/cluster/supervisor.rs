@@ -242,12 +242,19 @@ impl Supervisor {
     /// retire the old epoch.
     async fn recover(&mut self) -> Result<()> {
         let mut channels = vec![self.bp.channel_probe()];
+        let mut patterns = Vec::new();
         for p in &self.participants {
             channels.extend(p.channels());
+            patterns.extend(p.patterns());
         }
         self.bp
             .call(|mut c| async move { c.subscribe(channels).await })
             .await?;
+        if !patterns.is_empty() {
+            self.bp
+                .call(|mut c| async move { c.psubscribe(patterns).await })
+                .await?;
+        }
         let old = self.bp.next_epoch();
         self.heartbeat().await?;
         self.probe.reset();
@@ -332,12 +339,26 @@ impl Supervisor {
 
     /// A message from Redis: the probe's, or one for a participant.
     async fn deliver(&mut self, push: PushInfo) {
-        if push.kind != PushKind::Message {
+        let (pattern, channel, payload) = match (&push.kind, push.data.as_slice()) {
+            (PushKind::Message, [channel, payload]) => (None, channel, payload),
+            (PushKind::PMessage, [pattern, channel, payload]) => (Some(pattern), channel, payload),
+            _ => return,
+        };
+        if let Some(pattern) = pattern {
+            let (Ok(pattern), Ok(channel), Ok(payload)) = (
+                redis::from_redis_value_ref::<String>(pattern),
+                redis::from_redis_value_ref::<String>(channel),
+                redis::from_redis_value_ref::<Vec<u8>>(payload),
+            ) else {
+                return;
+            };
+            for p in &self.participants {
+                if p.patterns().contains(&pattern) {
+                    p.on_message(&channel, &payload).await;
+                }
+            }
             return;
         }
-        let [channel, payload] = push.data.as_slice() else {
-            return;
-        };
         let (Ok(channel), Ok(payload)) = (
             redis::from_redis_value_ref::<String>(channel),
             redis::from_redis_value_ref::<Vec<u8>>(payload),

@@ -22,6 +22,26 @@ impl Store {
     /// may have left.
     pub fn open(dir: &Path) -> io::Result<Store> {
         fs::create_dir_all(dir)?;
+        Self::remove_temporary_files(dir)?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// A store in `dir` that is created by its first write, not before (one per user: a user
+    /// who only reads leaves nothing behind). Temporary files a crash left are removed.
+    pub fn open_lazily(dir: &Path) -> io::Result<Store> {
+        match Self::remove_temporary_files(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn remove_temporary_files(dir: &Path) -> io::Result<()> {
         for entry in fs::read_dir(dir)? {
             let path = entry?.path();
             let is_temp = path
@@ -33,9 +53,7 @@ impl Store {
                 fs::remove_file(&path)?;
             }
         }
-        Ok(Store {
-            dir: dir.to_path_buf(),
-        })
+        Ok(())
     }
 
     #[cfg(test)]
@@ -81,12 +99,25 @@ impl Store {
         let temp = self
             .dir
             .join(format!(".{}.{}.tmp", kind.file_name(), std::process::id()));
-        let result = (|| {
-            let mut file = OpenOptions::new()
+        let create = || {
+            OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .open(&temp)?;
+                .open(&temp)
+        };
+        let result = (|| {
+            let mut file = match create() {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // A lazily opened store: its directory comes with its first record.
+                    fs::create_dir_all(&self.dir)?;
+                    if let Some(parent) = self.dir.parent() {
+                        File::open(parent)?.sync_all()?;
+                    }
+                    create()?
+                }
+                other => other?,
+            };
             file.write_all(json)?;
             file.sync_all()?;
             drop(file);
@@ -122,6 +153,21 @@ mod tests {
         assert_eq!(store.load(Kind::Scroll).unwrap(), Some(s.clone()));
         let raw = fs::read(store.dir().join("scroll-position.json")).unwrap();
         assert_eq!(raw, s.to_json());
+    }
+
+    #[test]
+    fn a_lazy_store_creates_its_directory_with_its_first_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let user_dir = dir.path().join("users/alice");
+        let store = Store::open_lazily(&user_dir).unwrap();
+        assert_eq!(store.load(Kind::Scroll).unwrap(), None);
+        assert!(!user_dir.exists());
+        let s = record(Kind::Scroll, r#"{"scrollTop": 1}"#, 5);
+        store.save(Kind::Scroll, &s.to_json()).unwrap();
+        assert_eq!(store.load(Kind::Scroll).unwrap(), Some(s));
+        fs::write(user_dir.join(".scroll-position.json.7.tmp"), b"{").unwrap();
+        Store::open_lazily(&user_dir).unwrap();
+        assert!(!user_dir.join(".scroll-position.json.7.tmp").exists());
     }
 
     #[test]

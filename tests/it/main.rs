@@ -6,10 +6,12 @@
 
 mod support;
 
+mod auth;
 mod browser;
 mod cli;
 mod cluster;
 mod groups;
+mod limits;
 mod positions;
 mod precision;
 mod python;

@@ -350,7 +350,8 @@ async fn json_without_a_content_type_or_as_text_plain_is_accepted() {
 
 #[tokio::test]
 async fn concurrent_puts_are_serialized_in_one_order() {
-    let app = spawn_app(&[]).await;
+    // 200 PUTs as fast as possible from one address: no rate limit here.
+    let app = spawn_app(&["--put-rate", "0"]).await;
     let mut stream = SseClient::connect(&app.url("/api/events/playback"), None).await;
     let mut tasks = Vec::new();
     for t in 0..8i64 {
@@ -407,7 +408,8 @@ async fn concurrent_puts_are_serialized_in_one_order() {
 
 #[tokio::test]
 async fn a_stuck_client_neither_delays_others_nor_queues_without_bound() {
-    let app = spawn_app(&[]).await;
+    // 1500 PUTs as fast as possible from one address: no rate limit here.
+    let app = spawn_app(&["--put-rate", "0"]).await;
     // A client that sends its request and then stops reading, with a tiny receive buffer.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -555,7 +557,11 @@ async fn health_counts_open_streams() {
 #[tokio::test]
 async fn sigkill_mid_stream_keeps_the_last_acknowledged_record() {
     let dir = tempfile::tempdir().unwrap();
-    let envs = [("TTS_DATA_DIR", dir.path().display().to_string())];
+    // Thousands of PUTs as fast as possible from one address: no rate limit here.
+    let envs = [
+        ("TTS_DATA_DIR", dir.path().display().to_string()),
+        ("PUT_RATE", "0".to_owned()),
+    ];
     let mut server = Server::start(&envs).await;
     let url = format!("{}/api/playback-position", server.base());
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u64, i64)>::new()));
