@@ -28,7 +28,7 @@ use crate::auth::{self, Auth, AuthSettings};
 use crate::clock::now_ms;
 use crate::cluster::{self, Backplane, Participant};
 use crate::config::Config;
-use crate::limits::AbuseLimits;
+use crate::limits::{AbuseLimits, Rate};
 use crate::positions::{self, Positions};
 use crate::rooms::{self, Rooms, RoomsHandler};
 
@@ -99,6 +99,8 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .target()
         .map(|url| Backplane::new(&url))
         .transpose()?;
+    let auth = Auth::new(AuthSettings::from(&config.auth))?;
+    let abuse = AbuseLimits::from_config(&config.limits)?;
     let rooms = Rooms::new(
         rooms::RoomsConfig {
             limits: rooms::Limits {
@@ -119,11 +121,13 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
             outbox_bytes: usize::try_from(config.max_queue_bytes).unwrap_or(usize::MAX),
             ..socketio::Config::default()
         },
-        RoomsHandler::new(rooms.clone()),
+        RoomsHandler::new(
+            rooms.clone(),
+            auth.clone(),
+            abuse.clone(),
+            Rate::new(config.limits.event_rate, config.limits.event_burst),
+        ),
     );
-
-    let auth = Auth::new(AuthSettings::from(&config.auth))?;
-    let abuse = AbuseLimits::from_config(&config.limits)?;
 
     let shutdown = CancellationToken::new();
     let positions = Positions::open(

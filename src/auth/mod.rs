@@ -126,10 +126,6 @@ pub enum AuthError {
 
 impl AuthError {
     /// The Socket.IO connect error payload for any refusal: `{"message": "unauthorized"}`.
-    #[allow(
-        dead_code,
-        reason = "API for the Socket.IO layer, which the lead wires"
-    )]
     pub fn connect_error() -> serde_json::Value {
         serde_json::json!({ "message": "unauthorized" })
     }
@@ -271,10 +267,6 @@ impl Auth {
     /// For a Socket.IO CONNECT: `auth` is the packet's auth payload (`{"token": "..."}`), if
     /// any. `Ok(None)`: authentication is off, let it in anonymously. `Ok(Some(identity))`:
     /// let it in as that user. `Err(_)`: refuse with [`AuthError::connect_error`].
-    #[allow(
-        dead_code,
-        reason = "API for the Socket.IO layer, which the lead wires"
-    )]
     pub fn verify_connect(
         &self,
         auth: Option<&serde_json::Value>,

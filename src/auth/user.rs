@@ -56,11 +56,7 @@ impl UserName {
         let user = UserName::new(&name).ok()?;
         (user.encoded == encoded).then_some(user)
     }
-
-    #[allow(
-        dead_code,
-        reason = "API for the Socket.IO layer, which the lead wires"
-    )]
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         &self.name
     }

@@ -29,18 +29,7 @@ impl Rate {
         })
     }
 
-    #[allow(
-        dead_code,
-        reason = "API for the Socket.IO layer, which the lead wires"
-    )]
-    pub fn per_sec(&self) -> f64 {
-        self.per_sec
-    }
-
-    #[allow(
-        dead_code,
-        reason = "API for the Socket.IO layer, which the lead wires"
-    )]
+    #[cfg(test)]
     pub fn burst(&self) -> f64 {
         self.burst
     }
@@ -82,6 +71,11 @@ impl TokenBucket {
                 (1.0 - self.tokens) / self.rate.per_sec,
             ))
         }
+    }
+
+    /// Tokens the bucket holds when full.
+    pub fn burst(&self) -> f64 {
+        self.rate.burst
     }
 
     /// Whether the bucket is full at `now` (so it is as good as a new one).

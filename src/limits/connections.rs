@@ -72,20 +72,14 @@ impl ConnectionLimiter {
         })
     }
 
+    #[cfg(test)]
     /// Connections open now.
-    #[allow(
-        dead_code,
-        reason = "API for the Socket.IO layer, which the lead wires"
-    )]
     pub fn open(&self) -> usize {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
     }
 
+    #[cfg(test)]
     /// Connections open now from `ip`'s key.
-    #[allow(
-        dead_code,
-        reason = "API for the Socket.IO layer, which the lead wires"
-    )]
     pub fn open_from(&self, ip: IpAddr) -> usize {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.per_key.get(&limit_key(ip)).copied().unwrap_or(0)

@@ -205,6 +205,8 @@ pub enum ErrorCode {
     RoomFull,
     /// Another connection with the same `client_id` took this member over.
     Replaced,
+    /// The connection's token expired.
+    Unauthorized,
 }
 
 /// A refusal: the `error` event's payload `{message, code}`.

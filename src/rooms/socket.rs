@@ -1,15 +1,21 @@
 //! The room protocol on our Socket.IO engine (`crates/socketio`): [`RoomsHandler`] is the
-//! engine's [`Handler`]. On connect it reads the CONNECT auth payload (`client_id`), greets
-//! the client and resumes its member; each event is validated ([`super::protocol`]) and run
-//! ([`Rooms`]), and answered with an acknowledgement and, for refusals the client must hear
-//! of, an `error` event; a disconnect is a leave only when the client asked for it.
+//! engine's [`Handler`]. At the handshake it counts the connection against the per-address
+//! and global caps; on connect it checks the token (when authentication is on), reads the
+//! `client_id`, greets the client and resumes its member; each event passes the
+//! connection's rate limit, is validated ([`super::protocol`]) and run ([`Rooms`]), and is
+//! answered with an acknowledgement and, for refusals the client must hear of, an `error`
+//! event; a disconnect is a leave only when the client asked for it.
 //!
 //! The engine runs a connection's events one at a time, in arrival order, so a `play` then
 //! a `seek` from one client are applied in that order; the room's lock orders events from
 //! different clients.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 use socketio::{DisconnectReason, Event, Handler, Packet, Refusal, Socket};
@@ -20,7 +26,10 @@ use super::protocol::{self, ClientEvent, ErrorCode, Invalid, Request, ServerEven
 use super::registry::{Connection, Outbound};
 use super::service::Rooms;
 use super::views::Reply;
+use crate::auth::{Auth, AuthError, Identity};
 use crate::clock::{self, now_ms};
+use crate::limits::bucket::TokenBucket;
+use crate::limits::{AbuseLimits, ConnectionGuard, ConnectionRefused, Rate};
 
 /// The engine's socket is a connection's way out.
 impl Outbound for Socket {
@@ -36,12 +45,39 @@ impl Outbound for Socket {
 /// The rooms, as the engine's handler of the `/` namespace.
 pub(crate) struct RoomsHandler {
     rooms: Arc<Rooms>,
+    auth: Auth,
+    abuse: Arc<AbuseLimits>,
+    event_rate: Option<Rate>,
 }
 
 impl RoomsHandler {
-    pub(crate) fn new(rooms: Arc<Rooms>) -> Self {
-        RoomsHandler { rooms }
+    pub(crate) fn new(
+        rooms: Arc<Rooms>,
+        auth: Auth,
+        abuse: Arc<AbuseLimits>,
+        event_rate: Option<Rate>,
+    ) -> Self {
+        RoomsHandler {
+            rooms,
+            auth,
+            abuse,
+            event_rate,
+        }
     }
+}
+
+/// One client's Socket.IO connection: its part in the rooms, who it authenticated as, and
+/// its event budget.
+pub(crate) struct Client {
+    conn: Arc<Connection>,
+    identity: Option<Identity>,
+    events: Option<Mutex<EventBudget>>,
+}
+
+/// A connection's event rate limit: a token bucket, and how many events in a row it refused.
+struct EventBudget {
+    bucket: TokenBucket,
+    refused_in_a_row: u32,
 }
 
 /// The `client_id` of a CONNECT auth payload: absent, or a string of 8 to 128 characters.
@@ -56,21 +92,49 @@ fn client_key(auth: Option<&Value>) -> Result<Option<ClientKey>, Value> {
 }
 
 impl Handler for RoomsHandler {
-    type State = Arc<Connection>;
-    type Guard = ();
+    type State = Arc<Client>;
+    type Guard = Option<ConnectionGuard>;
 
-    fn admit(&self, _request: &axum::http::request::Parts) -> Result<(), Refusal> {
-        Ok(())
+    /// Counts the connection against `MAX_CONNECTIONS_PER_IP` (429) and `MAX_CONNECTIONS`
+    /// (503) for as long as it lasts.
+    fn admit(&self, request: &axum::http::request::Parts) -> Result<Self::Guard, Refusal> {
+        let Some(ConnectInfo(peer)) = request.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Ok(None); // not served by a TCP listener (in-process tests)
+        };
+        let ip = self.abuse.proxies.client_ip(peer.ip(), &request.headers);
+        self.abuse
+            .connections
+            .try_acquire(ip)
+            .map(Some)
+            .map_err(|refused| match refused {
+                ConnectionRefused::PerIp => {
+                    Refusal::new(StatusCode::TOO_MANY_REQUESTS, refused.to_string())
+                }
+                ConnectionRefused::Global => {
+                    Refusal::new(StatusCode::SERVICE_UNAVAILABLE, refused.to_string())
+                }
+            })
     }
 
     fn connect(
         &self,
         socket: &Socket,
         auth: Option<Value>,
-    ) -> impl Future<Output = Result<Arc<Connection>, Value>> + Send + 'static {
+    ) -> impl Future<Output = Result<Arc<Client>, Value>> + Send + 'static {
         let (rooms, socket) = (self.rooms.clone(), socket.clone());
+        let identity = self
+            .auth
+            .verify_connect(auth.as_ref())
+            .map_err(|_| AuthError::connect_error());
         let client = client_key(auth.as_ref());
+        let events = self.event_rate.map(|rate| {
+            Mutex::new(EventBudget {
+                bucket: TokenBucket::new(rate, Instant::now()),
+                refused_in_a_row: 0,
+            })
+        });
         async move {
+            let identity = identity?;
             let client = client?;
             let member = match &client {
                 Some(key) => rooms.member_for(key).await,
@@ -83,31 +147,108 @@ impl Handler for RoomsHandler {
                 &json!({"message": "connected", "server_time": now_ms(), "member_id": conn.member()}),
             );
             rooms.resume(&conn).await;
-            Ok(conn)
+            Ok(Arc::new(Client {
+                conn,
+                identity,
+                events,
+            }))
         }
     }
 
     fn event(
         &self,
         socket: &Socket,
-        conn: &Arc<Connection>,
+        client: &Arc<Client>,
         event: Event,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let (rooms, conn, socket) = (self.rooms.clone(), conn.clone(), socket.clone());
-        async move { dispatch(&rooms, &conn, &socket, event).await }
+        let (rooms, client, socket) = (self.rooms.clone(), client.clone(), socket.clone());
+        async move {
+            if let Err(refusal) = client.admit_event(&event) {
+                return refusal.answer(&client.conn, &socket, event.ack);
+            }
+            dispatch(&rooms, &client.conn, &socket, event).await;
+        }
     }
 
     fn disconnect(
         &self,
         socket: &Socket,
-        conn: Arc<Connection>,
+        client: Arc<Client>,
         reason: DisconnectReason,
     ) -> impl Future<Output = ()> + Send + 'static {
         let (rooms, sid) = (self.rooms.clone(), socket.id());
         async move {
             let explicit = reason == DisconnectReason::ClientDisconnect;
-            rooms.disconnect(&conn, explicit).await;
+            rooms.disconnect(&client.conn, explicit).await;
             tracing::debug!(%sid, %reason, "socket disconnected");
+        }
+    }
+}
+
+/// An event refused before it ran.
+enum Refused {
+    /// Over the event rate: dropped, the client is told.
+    RateLimited,
+    /// The connection's token expired, or the client kept sending over its rate: it is
+    /// disconnected.
+    Disconnect(Invalid),
+}
+
+impl Refused {
+    fn answer(self, conn: &Connection, socket: &Socket, ack: Option<u64>) {
+        let invalid = match self {
+            Refused::RateLimited => Invalid::new(
+                ErrorCode::RateLimited,
+                "too many events: slow down (this one was dropped)",
+            ),
+            Refused::Disconnect(invalid) => {
+                conn.send(ServerEvent::Error, &invalid);
+                socket.disconnect();
+                return;
+            }
+        };
+        conn.send(ServerEvent::Error, &invalid);
+        Respond { conn, socket, ack }.acknowledge(&Nack::from(invalid));
+    }
+}
+
+impl Client {
+    /// Whether `event` may run: the token has not expired, and the event rate allows it.
+    fn admit_event(&self, event: &Event) -> Result<(), Refused> {
+        if self
+            .identity
+            .as_ref()
+            .and_then(Identity::remaining)
+            .is_some_and(|left| left.is_zero())
+        {
+            return Err(Refused::Disconnect(Invalid::new(
+                ErrorCode::Unauthorized,
+                "the token expired: connect again with a new one",
+            )));
+        }
+        let Some(events) = &self.events else {
+            return Ok(());
+        };
+        let mut budget = events.lock().unwrap_or_else(|p| p.into_inner());
+        match budget.bucket.try_take(event.received) {
+            Ok(()) => {
+                budget.refused_in_a_row = 0;
+                Ok(())
+            }
+            Err(_) => {
+                budget.refused_in_a_row += 1;
+                // A client that goes on sending a whole burst's worth past its limit is not
+                // a client that lost track: it goes.
+                if f64::from(budget.refused_in_a_row) > budget.bucket.burst() {
+                    tracing::info!(member = %self.conn.member(), "disconnected for sending too many events");
+                    Err(Refused::Disconnect(Invalid::new(
+                        ErrorCode::RateLimited,
+                        "too many events: disconnected",
+                    )))
+                } else {
+                    Err(Refused::RateLimited)
+                }
+            }
         }
     }
 }

@@ -886,3 +886,51 @@ async fn a_users_position_stored_while_redis_was_down_is_shared_when_it_is_back(
         json!(-1)
     );
 }
+
+/// With authentication on, a Socket.IO client sends its token in the CONNECT auth payload
+/// (`io(url, {auth: {token}})`); without one, or with a bad one, it gets the connect error
+/// `{message: "unauthorized"}` and no session. A connection whose JWT expired is
+/// disconnected at its next event.
+#[tokio::test]
+async fn socket_io_connections_need_a_token_when_authentication_is_on() {
+    let (app, _dir) =
+        with_tokens(&["--auth-jwt-secret", SECRET, "--auth-jwt-leeway-secs", "0"]).await;
+    let sio = crate::support::sio::Sio::start().await;
+    let ws = |auth: Value| json!({"transports": ["websocket"], "auth": auth});
+    for (name, auth) in [
+        ("none", json!({})),
+        ("wrong", json!({"token": "not-a-token-at-all"})),
+        (
+            "expired",
+            json!({"token": hs256(json!({"sub": "alice", "exp": now() - 10}))}),
+        ),
+    ] {
+        let refused = sio.try_connect(name, &app.base(), ws(auth), 4).await;
+        assert_eq!(refused.err().as_deref(), Some("\"unauthorized\""), "{name}");
+    }
+    // Long-polling first, as browsers connect by default.
+    let polling = json!({"transports": ["polling"], "auth": {}});
+    assert!(
+        sio.try_connect("polling", &app.base(), polling, 4)
+            .await
+            .is_err()
+    );
+
+    let alice = sio
+        .connect("alice", &app.base(), ws(json!({"token": ALICE})))
+        .await;
+    let ack = alice.call("create_room", json!({"room_id": "auth"})).await;
+    assert_eq!(ack["ok"], json!(true), "{ack}");
+
+    let short = hs256(json!({"sub": "bob", "exp": now() + 1}));
+    let bob = sio
+        .connect("bob", &app.base(), ws(json!({"token": short})))
+        .await;
+    let ack = bob.call("join_room", json!({"room_id": "auth"})).await;
+    assert_eq!(ack["ok"], json!(true), "{ack}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bob.emit("get_room_state", json!({"room_id": "auth"})).await;
+    assert_eq!(bob.next("error").await["code"], json!("unauthorized"));
+    let (event, _) = bob.next_of(&["$disconnect"]).await;
+    assert_eq!(event, "$disconnect");
+}

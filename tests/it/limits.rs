@@ -352,3 +352,128 @@ async fn the_defaults_leave_a_normal_client_alone() {
     let latencies = polite_client(&app, &[], 12, 4).await;
     assert_eq!(latencies.len(), 12);
 }
+
+/// `EVENT_RATE`/`EVENT_BURST`: a host flooding its room with commands gets `rate_limited`
+/// for the excess, which changes nothing (its listener hears exactly the accepted ones), and
+/// is disconnected when it keeps on; a well-behaved client on the same instance is not
+/// delayed (its acknowledgement p99 alone and beside the flood is printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_rate_limits_a_flooding_connection_and_not_its_neighbour() {
+    let app = spawn_app(&["--event-rate", "10", "--event-burst", "20"]).await;
+    let sio = crate::support::sio::Sio::start().await;
+    let ws = || json!({"transports": ["websocket"]});
+
+    let polite = sio.connect("polite", &app.base(), ws()).await;
+    let ack = polite.call("create_room", json!({"room_id": "calm"})).await;
+    assert_eq!(ack["ok"], json!(true));
+    let probe = |n: usize| {
+        let polite = &polite;
+        async move {
+            let mut latencies = Vec::new();
+            for i in 0..n {
+                let started = tokio::time::Instant::now();
+                let ack = polite
+                    .call("seek", json!({"room_id": "calm", "current_time": i}))
+                    .await;
+                latencies.push(started.elapsed());
+                assert_eq!(
+                    ack["ok"],
+                    json!(true),
+                    "the polite client was refused: {ack}"
+                );
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            latencies
+        }
+    };
+    let alone = p99(probe(12).await);
+
+    let flood = sio.connect("flood", &app.base(), ws()).await;
+    let ack = flood.call("create_room", json!({"room_id": "loud"})).await;
+    assert_eq!(ack["ok"], json!(true));
+    let listener = sio.connect("listener", &app.base(), ws()).await;
+    let ack = listener.call("join_room", json!({"room_id": "loud"})).await;
+    assert_eq!(ack["ok"], json!(true));
+    // 40 commands at once: the burst (20, less the two events above) passes, the rest is
+    // refused, each with an acknowledgement.
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..40 {
+        let ack = flood
+            .call("seek", json!({"room_id": "loud", "current_time": 1000 + i}))
+            .await;
+        match ack["ok"].as_bool() {
+            Some(true) => accepted.push(json!(1000 + i)),
+            _ => {
+                assert_eq!(ack["code"], json!("rate_limited"), "{ack}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0 && !accepted.is_empty(), "{refused} refused");
+    let heard = eventually("the listener to hear every accepted seek", || async {
+        let seeks = listener.drain("seek").await;
+        let times: Vec<Value> = seeks.iter().map(|s| s["current_time"].clone()).collect();
+        (times.len() >= accepted.len()).then_some(times)
+    })
+    .await;
+    assert_eq!(heard, accepted, "refused commands changed the room");
+
+    // Meanwhile, the polite client keeps its pace.
+    let done = Arc::new(AtomicBool::new(false));
+    let (beside, ()) = tokio::join!(
+        async {
+            let latencies = probe(12).await;
+            done.store(true, Ordering::Relaxed);
+            latencies
+        },
+        async {
+            for _ in 0..5000 {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                flood
+                    .emit(
+                        "sync_progress",
+                        json!({"room_id": "loud", "current_time": 1}),
+                    )
+                    .await;
+            }
+        }
+    );
+    let beside = p99(beside);
+    println!("polite ack p99: alone {alone:?}, beside the flood {beside:?}");
+    assert!(beside < Duration::from_secs(2));
+    // Sustained flooding disconnects.
+    let (event, _) = flood.next_of(&["$disconnect"]).await;
+    assert_eq!(event, "$disconnect");
+}
+
+/// Socket.IO connections count against `MAX_CONNECTIONS_PER_IP` with SSE streams.
+#[tokio::test]
+async fn socket_io_connections_count_against_the_per_address_cap() {
+    let app = spawn_app(&["--max-connections-per-ip", "2"]).await;
+    let sio = crate::support::sio::Sio::start().await;
+    let ws = || json!({"transports": ["websocket"]});
+    let _first = sio.connect("first", &app.base(), ws()).await;
+    let _stream = open(&app, None).await.expect("the second connection");
+    let refused = sio.try_connect("third", &app.base(), ws(), 4).await;
+    assert!(
+        refused.is_err(),
+        "a third connection from one address was let in"
+    );
+    let polling = json!({"transports": ["polling"]});
+    assert!(
+        sio.try_connect("fourth", &app.base(), polling, 4)
+            .await
+            .is_err()
+    );
+    drop(_stream);
+    eventually("a place to free up", || async {
+        sio.try_connect("later", &app.base(), ws(), 4)
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+}
