@@ -102,7 +102,7 @@ impl Record {
     /// playsync), with missing fields defaulted and a fractional `scrollTop` truncated.
     /// `None` if it is not a JSON object with the kind's position field.
     pub fn from_stored(kind: Kind, json: &[u8]) -> Option<Record> {
-        let Value::Object(fields) = serde_json::from_slice(json).ok()? else {
+        let Value::Object(fields) = socketio::json::from_slice(json).ok()? else {
             return None;
         };
         let text = |k: &str| {
@@ -183,7 +183,8 @@ pub struct Rejection(pub String);
 
 /// Validates a PUT body (already known to be JSON text within the size limit).
 pub fn parse_update(kind: Kind, body: &[u8], max_string_bytes: usize) -> Result<Update, Rejection> {
-    let value: Value = serde_json::from_slice(body)
+    // Lenient: a lone surrogate escape (valid JSON, half an emoji) becomes U+FFFD.
+    let value: Value = socketio::json::from_slice(body)
         .map_err(|e| Rejection(format!("the body is not valid JSON: {e}")))?;
     let Value::Object(fields) = value else {
         return Err(Rejection("the body must be a JSON object".into()));

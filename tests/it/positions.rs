@@ -705,3 +705,22 @@ async fn integral_floats_are_accepted_as_integers() {
         assert_eq!(status, 400, "{}", String::from_utf8_lossy(body));
     }
 }
+
+/// A lone surrogate escape (valid JSON, what `JSON.stringify` writes for half an emoji) is
+/// accepted, replaced by U+FFFD, and the position is stored.
+#[tokio::test]
+async fn a_lone_surrogate_in_a_put_is_stored_as_a_replacement_character() {
+    let app = spawn_app(&[]).await;
+    let body = br#"{"lastPlayedIndex": 3, "noteTitle": "Song \ud83d", "notePath": "a\udc00b.md"}"#;
+    let (status, answer) = put_raw(
+        &app,
+        "/api/playback-position",
+        Some("application/json"),
+        body.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, got) = app.get_json("/api/playback-position").await;
+    assert_eq!(got["noteTitle"], json!("Song \u{fffd}"));
+    assert_eq!(got["notePath"], json!("a\u{fffd}b.md"));
+}

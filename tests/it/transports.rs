@@ -184,3 +184,55 @@ async fn malformed_packets_close_only_the_sender() {
     let ack = host.call("get_room_state", json!({"room_id": "m"})).await;
     assert_eq!(ack["user_count"], json!(1));
 }
+
+/// A browser that cuts a title in the middle of an emoji (`'Song 😀'.slice(0, 6)`) sends a
+/// lone surrogate escape, which is valid JSON: on every transport it is accepted, with the
+/// lone surrogate replaced by U+FFFD, and the connection stays.
+#[tokio::test]
+async fn a_lone_surrogate_in_valid_json_is_accepted_on_every_transport() {
+    let app = spawn_app(&[]).await;
+    let sio = Sio::start().await;
+    let (mut raw, _) = RawClient::open(&app).await;
+    raw.send("40").await;
+    raw.until(r#"42["connected""#).await;
+    raw.send(r#"421["create_room",{"room_id":"s","track":{"title":"Song \ud83d"}}]"#)
+        .await;
+    let ack: Value = serde_json::from_str(&raw.until("431").await[3..]).unwrap();
+    assert_eq!(ack[0]["ok"], json!(true), "{ack}");
+    let member = sio
+        .connect("member", &app.base(), json!({"transports": ["polling"]}))
+        .await;
+    let joined = member.call("join_room", json!({"room_id": "s"})).await;
+    assert_eq!(joined["current_track"]["title"], json!("Song \u{fffd}"));
+
+    // Over WebSocket, from the host: the command goes through and the host stays.
+    raw.send(r#"422["track_change",{"room_id":"s","track":{"title":"Next \udc00 one"}}]"#)
+        .await;
+    let ack: Value = serde_json::from_str(&raw.until("432").await[3..]).unwrap();
+    assert_eq!(ack[0]["ok"], json!(true), "{ack}");
+    let change = member.next("track_change").await;
+    assert_eq!(change["track"]["title"], json!("Next \u{fffd} one"));
+
+    // Over long-polling, from a JavaScript string holding the lone surrogate.
+    let ack = member
+        .call_json("get_room_state", r#"[{"room_id":"s","note":"\ud83d"}]"#)
+        .await;
+    assert_eq!(ack["ok"], json!(true), "{ack}");
+    let polling_host = sio
+        .connect(
+            "polling-host",
+            &app.base(),
+            json!({"transports": ["polling"]}),
+        )
+        .await;
+    let ack = polling_host
+        .call_json(
+            "create_room",
+            r#"[{"room_id":"p","track":{"title":"Song \ud83d"}}]"#,
+        )
+        .await;
+    assert_eq!(ack["ok"], json!(true), "{ack}");
+    let (_, info) = app.get_json("/room/p").await;
+    assert_eq!(info["current_track"]["title"], json!("Song \u{fffd}"));
+    assert_eq!(user_count(&app, "s").await, json!(2));
+}

@@ -78,7 +78,9 @@ function connect(cmd) {
 function emit(cmd) {
   const entry = clients.get(cmd.client);
   if (!entry) return reply(cmd.id, false, { error: `no client ${cmd.client}` });
-  const args = cmd.args ?? [];
+  // args_json: the arguments as JSON text, parsed here, so a test can send what only a
+  // JavaScript string can hold (a lone surrogate, say).
+  const args = cmd.args_json !== undefined ? JSON.parse(cmd.args_json) : (cmd.args ?? []);
   if (!cmd.ack) {
     entry.socket.emit(cmd.event, ...args);
     return reply(cmd.id, true);

@@ -183,6 +183,18 @@ impl Client {
         self.emit_args(event, vec![payload]).await;
     }
 
+    /// Emits `event` with the arguments given as JSON text (parsed by the JavaScript client,
+    /// so it may hold what a Rust string cannot, such as a lone surrogate escape) and returns
+    /// the server's acknowledgement.
+    pub async fn call_json(&self, event: &str, args_json: &str) -> Value {
+        let reply = self
+            .sio
+            .command(json!({"op": "emit", "client": self.name, "event": event, "args_json": args_json, "ack": true}))
+            .await;
+        assert_eq!(reply["ok"], json!(true), "no acknowledgement: {reply}");
+        reply["ack"][0].clone()
+    }
+
     /// Emits `event` with one payload and returns the server's acknowledgement.
     pub async fn call(&self, event: &str, payload: Value) -> Value {
         self.call_args(event, vec![payload]).await
