@@ -236,3 +236,162 @@ async fn a_lone_surrogate_in_valid_json_is_accepted_on_every_transport() {
     assert_eq!(info["current_track"]["title"], json!("Song \u{fffd}"));
     assert_eq!(user_count(&app, "s").await, json!(2));
 }
+
+/// A raw client with a small socket receive buffer, so the server's outbox (not the kernel)
+/// holds what it does not read.
+async fn raw_member(base: &str, room: &str) -> RawClient {
+    let addr = base.trim_start_matches("http://");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let mut raw = RawClient { ws };
+    raw.text().await.expect("the open packet");
+    raw.send("40").await;
+    raw.until(r#"42["connected""#).await;
+    raw.send(&format!(r#"421["join_room",{{"room_id":"{room}"}}]"#))
+        .await;
+    raw.until("431").await;
+    raw
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Members that join and never read cost at most MAX_QUEUE_BYTES each: with 15 KiB tracks,
+/// 20 such members used to hold ~3.2 MiB each; the member that reads gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_never_reads_costs_at_most_its_queue_bound() {
+    let mut server = crate::support::process::Server::start(&[
+        ("MAX_QUEUE_BYTES", (256 * 1024).to_string()),
+        ("EVENT_RATE", "0".to_string()),
+        ("RUST_LOG", "warn".to_string()),
+    ])
+    .await;
+    let pid = server.child.id().unwrap();
+    let sio = Sio::start().await;
+    let host = sio
+        .connect("host", &server.base(), json!({"transports": ["websocket"]}))
+        .await;
+    host.call("create_room", json!({"room_id": "big"})).await;
+    let reader = sio
+        .connect(
+            "reader",
+            &server.base(),
+            json!({"transports": ["websocket"]}),
+        )
+        .await;
+    reader.call("join_room", json!({"room_id": "big"})).await;
+    let mut sleepers = Vec::new();
+    for _ in 0..20 {
+        sleepers.push(raw_member(&server.base(), "big").await);
+    }
+    let before = rss_kib(pid);
+    let track = json!({"title": "t", "lyrics": "x".repeat(15 * 1024)});
+    let first = host
+        .call(
+            "track_change",
+            json!({"room_id": "big", "track": {"n": -1, "body": track}}),
+        )
+        .await;
+    assert_eq!(first["ok"], json!(true), "{first}");
+    // Paced so that the member that reads keeps up (its own queue has the same bound).
+    for i in 0..200 {
+        host.emit(
+            "track_change",
+            json!({"room_id": "big", "track": {"n": i, "body": track}}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let last = loop {
+        let change = reader.next("track_change").await;
+        if change["track"]["n"] == json!(199) {
+            break change;
+        }
+    };
+    assert_eq!(last["track"]["body"]["title"], json!("t"));
+    let grown = rss_kib(pid).saturating_sub(before);
+    println!("server RSS grew by {grown} KiB for 20 members that never read");
+    // Unbounded, 20 members × 200 × 15 KiB = 59 MiB; bounded, 20 × 256 KiB = 5 MiB.
+    assert!(grown < 24 * 1024, "the server grew by {grown} KiB");
+    drop(sleepers);
+    server.kill().await;
+}
+
+/// A member of a busy room that reads for 5 ms every 1.5 s is not dropped as stalled (with
+/// PING_INTERVAL_MS=2000 PING_TIMEOUT_MS=2000 it used to be closed after ~6 s), and its own
+/// request is answered meanwhile; it misses messages instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_steady_reader_keeps_its_connection_and_gets_answers() {
+    let app = spawn_app(&[
+        "--ping-interval-ms",
+        "2000",
+        "--ping-timeout-ms",
+        "2000",
+        "--max-queue-bytes",
+        "65536",
+    ])
+    .await;
+    let sio = Sio::start().await;
+    let host = sio
+        .connect("host", &app.base(), json!({"transports": ["websocket"]}))
+        .await;
+    host.call("create_room", json!({"room_id": "busy"})).await;
+    let mut slow = raw_member(&app.base(), "busy").await;
+    let busy = tokio::spawn({
+        let filler = "x".repeat(2048);
+        async move {
+            for i in 0..2000 {
+                host.emit(
+                    "sync_progress",
+                    json!({"room_id": "busy", "current_time": i, "pad": filler}),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+        }
+    });
+    slow.send(r#"422["get_room_state",{"room_id":"busy"}]"#)
+        .await;
+    let mut answered = false;
+    let started = tokio::time::Instant::now();
+    // Read for 5 ms every 1.5 s, for 9 s; answer pings when seen.
+    while started.elapsed() < Duration::from_secs(9) {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let window = tokio::time::Instant::now() + Duration::from_millis(5);
+        while let Ok(next) = tokio::time::timeout_at(window, slow.ws.next()).await {
+            match next {
+                Some(Ok(Message::Text(t))) if t.as_str() == "2" => slow.send("3").await,
+                Some(Ok(Message::Text(t))) if t.starts_with("432") => answered = true,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    panic!(
+                        "the slow reader was disconnected after {:?}",
+                        started.elapsed()
+                    )
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    busy.abort();
+    // Drain what is left: the answer to its own request is there.
+    while !answered {
+        match slow.text().await {
+            Some(t) if t == "2" => slow.send("3").await,
+            Some(t) if t.starts_with("432") => answered = true,
+            Some(_) => {}
+            None => panic!("closed before the answer"),
+        }
+    }
+    assert_eq!(user_count(&app, "busy").await, json!(2));
+}
