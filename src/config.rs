@@ -181,11 +181,15 @@ pub struct RedisConfig {
     pub redis_sentinel_password: Option<Secret>,
 }
 
-/// A password: never printed by `Debug`.
+/// A password, key or token: never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -193,7 +197,7 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
+        f.write_str("[redacted]")
     }
 }
 
@@ -342,7 +346,7 @@ pub struct AuthConfig {
         hide_env_values = true,
         value_name = "SECRET"
     )]
-    pub auth_jwt_secret: Option<crate::auth::Secret>,
+    pub auth_jwt_secret: Option<Secret>,
 
     /// PEM file of an RSA (RS256) or P-256 EC (ES256) public key for JWTs. Turns
     /// authentication on.

@@ -64,32 +64,7 @@ impl From<&crate::config::AuthConfig> for AuthSettings {
     }
 }
 
-/// A secret string (a token, a JWT secret): kept as given, shown as `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
+pub use crate::config::Secret;
 
 /// Who a valid token belongs to, and until when it is valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,7 +177,7 @@ impl Auth {
             };
         let jwt = if settings.jwt_secret.is_some() || public_key_pem.is_some() {
             Some(JwtVerifier::new(JwtSettings {
-                secret: settings.jwt_secret.map(|s| s.0.into_bytes()),
+                secret: settings.jwt_secret.map(|s| s.expose().as_bytes().to_vec()),
                 public_key_pem,
                 issuer: settings.jwt_issuer.filter(|s| !s.is_empty()),
                 audience: settings.jwt_audience.filter(|s| !s.is_empty()),
