@@ -7,7 +7,7 @@
 //!   typed request (pure);
 //! - [`service`], [`commands`] and [`presence`] decide it into a typed [`model::Change`]: the
 //!   pure [`room`] model decides when this instance is alone, a Redis script ([`shared`],
-//!   [`scripts`]) when rooms are shared;
+//!   [`scripts`]) when rooms are shared, and its [`fact`] becomes the change;
 //! - [`apply`] turns the change into the room's state and the events its members get;
 //! - [`mirror`] keeps this instance's rooms in step with the shared state, and carries them
 //!   through a Redis outage and back.
@@ -20,6 +20,7 @@
 mod access;
 mod apply;
 mod commands;
+mod fact;
 mod http;
 mod mirror;
 mod model;
