@@ -22,6 +22,7 @@ mod apply;
 mod commands;
 mod fact;
 mod http;
+mod ids;
 mod mirror;
 mod model;
 mod presence;

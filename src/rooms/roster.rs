@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::access::ClientKey;
-use super::model::MemberId;
+use super::ids::MemberId;
 
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
