@@ -336,6 +336,12 @@ impl ConnShared {
         }
     }
 
+    /// Frames and bytes waiting in the outbox.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.frames.len() + st.held.len(), st.bytes)
+    }
+
     /// Whether anything is queued for the transport.
     pub(crate) fn has_pending(&self) -> bool {
         let st = self.lock();
