@@ -28,6 +28,7 @@ use crate::conn::{
 use crate::decode::{self, DecodeError, EnginePacket, PacketKind};
 use crate::engine::{Shared, Ws};
 use crate::handler::{DisconnectReason, Event, Handler};
+use crate::heartbeat::{Beat, Heartbeat};
 use crate::packet::{Frame, control};
 use crate::polling::{Inbound, PollingSession};
 use crate::socket::Socket;
@@ -124,13 +125,6 @@ struct Partial {
     bytes: usize,
 }
 
-/// Engine.IO 4: the server pings at `next` (or, with `awaiting`, the ping's answer is due
-/// then). Engine.IO 3: the client must have sent something (it pings) by `next`.
-struct Heartbeat {
-    next: Instant,
-    awaiting: bool,
-}
-
 pub(crate) struct Connection<H: Handler> {
     shared: Arc<Shared<H>>,
     conn: Arc<ConnShared>,
@@ -162,13 +156,12 @@ impl<H: Handler> Connection<H> {
     ) -> Self {
         let now = Instant::now();
         let config = &shared.common.config;
-        let beat = Heartbeat {
-            next: match conn.protocol {
-                Protocol::V5 => now + config.ping_interval,
-                Protocol::V4 => now + config.ping_interval + config.ping_timeout,
-            },
-            awaiting: false,
-        };
+        let beat = Heartbeat::new(
+            now,
+            conn.protocol,
+            config.ping_interval,
+            config.ping_timeout,
+        );
         let mut work = VecDeque::new();
         if conn.protocol == Protocol::V4 {
             // Socket.IO v4 clients are connected to the default namespace implicitly.
@@ -598,24 +591,11 @@ impl<H: Handler> Connection<H> {
     // ---- packets ----
 
     fn on_text(&mut self, text: &str) {
-        if self.conn.protocol == Protocol::V4 {
-            // Engine.IO 3: anything from the client shows it is alive.
-            let config = self.config();
-            self.beat.next = Instant::now() + config.ping_interval + config.ping_timeout;
-        }
+        self.beat.on_packet(Instant::now());
         match decode::engine_packet(text) {
             Err(e) => self.malformed(e),
             Ok(EnginePacket::Message(packet)) => self.on_socket_packet(packet),
-            Ok(EnginePacket::Pong(_)) => {
-                if self.conn.protocol == Protocol::V5 && self.beat.awaiting {
-                    // The next ping one interval after the last one, not after the pong (or
-                    // now, if a late pong makes that past already).
-                    let config = self.config();
-                    let sent = self.beat.next - config.ping_timeout;
-                    self.beat.next = (sent + config.ping_interval).max(Instant::now());
-                    self.beat.awaiting = false;
-                }
-            }
+            Ok(EnginePacket::Pong(_)) => self.beat.on_pong(Instant::now()),
             Ok(EnginePacket::Ping(_)) => {
                 if self.conn.protocol == Protocol::V4 {
                     self.conn.control(PONG);
@@ -928,7 +908,7 @@ impl<H: Handler> Connection<H> {
     // ---- time ----
 
     fn deadline(&self) -> Instant {
-        let mut deadline = self.beat.next;
+        let mut deadline = self.beat.deadline();
         if let Some(by) = self.connect_by {
             deadline = deadline.min(by);
         }
@@ -969,26 +949,11 @@ impl<H: Handler> Connection<H> {
                 self.finish(DisconnectReason::TransportClose, CloseReply::Close);
             }
         }
-        if now >= self.beat.next {
-            let config = self.config();
-            let (interval, timeout) = (config.ping_interval, config.ping_timeout);
-            if self.ended.is_some() {
-                self.beat.next = now + interval + timeout;
-            } else if self.conn.protocol == Protocol::V4 {
-                self.finish(DisconnectReason::PingTimeout, CloseReply::Close);
-                self.beat.next = now + interval;
-            } else if !self.beat.awaiting {
-                self.conn.control(PING);
-                self.beat.awaiting = true;
-                // From the scheduled time, so that timer lateness does not add up.
-                self.beat.next += timeout;
-            } else if self.work.len() >= MAX_QUEUED_WORK {
-                // Not read because our handler is behind, not because the client is gone.
-                self.beat.next = now + timeout;
-            } else {
-                self.finish(DisconnectReason::PingTimeout, CloseReply::Close);
-                self.beat.next = now + interval;
-            }
+        let paused = self.work.len() >= MAX_QUEUED_WORK;
+        match self.beat.on_deadline(now, paused || self.ended.is_some()) {
+            Beat::Wait => {}
+            Beat::Ping => self.conn.control(PING),
+            Beat::Dead => self.finish(DisconnectReason::PingTimeout, CloseReply::Close),
         }
     }
 }
