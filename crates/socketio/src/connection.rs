@@ -751,8 +751,9 @@ impl<H: Handler> Connection<H> {
             }
             progress = true;
             let Some(work) = self.work.pop_front() else {
-                if self.work.capacity() > 16 {
-                    self.work.shrink_to(4);
+                if self.work.capacity() > 0 {
+                    // An idle connection keeps no queue.
+                    self.work = VecDeque::new();
                 }
                 return progress;
             };
@@ -827,6 +828,8 @@ impl<H: Handler> Connection<H> {
                     leaving = true;
                 }
                 tracing::debug!(%sid, nsp = nsp_name, transport = ?self.conn.transport(), "socket connected");
+                // Most connections have one namespace: no spare slots.
+                self.entries.reserve_exact(1);
                 self.entries.push(Entry {
                     nsp,
                     socket,
@@ -955,5 +958,52 @@ impl<H: Handler> Connection<H> {
             Beat::Ping => self.conn.control(PING),
             Beat::Dead => self.finish(DisconnectReason::PingTimeout, CloseReply::Close),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nop;
+
+    impl Handler for Nop {
+        type State = ();
+        type Guard = ();
+        fn admit(&self, _: &http::request::Parts) -> Result<(), crate::Refusal> {
+            Ok(())
+        }
+        fn connect(
+            &self,
+            _: &Socket,
+            _: Option<Value>,
+        ) -> impl Future<Output = Result<(), Value>> + Send + 'static {
+            std::future::ready(Ok(()))
+        }
+        fn event(&self, _: &Socket, _: &(), _: Event) -> impl Future<Output = ()> + Send + 'static {
+            std::future::ready(())
+        }
+        fn disconnect(
+            &self,
+            _: &Socket,
+            _: (),
+            _: DisconnectReason,
+        ) -> impl Future<Output = ()> + Send + 'static {
+            std::future::ready(())
+        }
+    }
+
+    /// The connection's state lives in its task for its whole life: keep it compact.
+    #[test]
+    fn the_connection_state_stays_small() {
+        let (connection, ws) = (
+            std::mem::size_of::<Connection<Nop>>(),
+            std::mem::size_of::<Ws>(),
+        );
+        assert!(
+            connection <= 640,
+            "Connection is {connection} bytes (WebSocket {ws})"
+        );
+        assert!(std::mem::size_of::<ConnShared>() <= 192);
     }
 }
