@@ -312,7 +312,8 @@ impl Ws {
             match message {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
                 Some(Ok(Message::Text(t))) if self.pong && t.as_str() == "2" => {
-                    self.ws.send(Message::text("3")).await.unwrap();
+                    // (The server may be closing the connection already.)
+                    let _ = self.ws.send(Message::text("3")).await;
                 }
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return Some(m),
                 Some(Ok(_)) => {}
