@@ -224,9 +224,9 @@ impl ConnState {
                 Some(Out::Frame(frame))
             }
             None => {
-                if self.frames.capacity() > 16 {
-                    // Give back what a burst made the queue grow to: idle connections stay small.
-                    self.frames.shrink_to(4);
+                if self.frames.capacity() > 0 {
+                    // An idle connection keeps no queue (one allocation per batch of frames).
+                    self.frames = VecDeque::new();
                 }
                 None
             }
@@ -334,6 +334,12 @@ impl ConnShared {
         if was_idle && !st.frames.is_empty() {
             st.wake_writers();
         }
+    }
+
+    /// Frames and bytes waiting in the outbox.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.frames.len() + st.held.len(), st.bytes)
     }
 
     /// Whether anything is queued for the transport.

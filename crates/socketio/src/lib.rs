@@ -29,6 +29,7 @@ mod connection;
 pub mod decode;
 mod engine;
 mod handler;
+mod heartbeat;
 pub mod json;
 mod packet;
 mod polling;

@@ -73,6 +73,11 @@ impl Socket {
         self.inner.state.load(Ordering::Acquire) == CONNECTED && !self.inner.conn.is_closed()
     }
 
+    /// Frames and bytes waiting in the connection's outbox (shared by its namespaces).
+    pub fn outbox(&self) -> (usize, usize) {
+        self.inner.conn.queued()
+    }
+
     /// Queues a packet (built for this socket's namespace). Dropped if the outbox is full.
     pub fn emit(&self, packet: &Packet) -> Emit {
         debug_assert!(packet_nsp_matches(packet, self.nsp()));
