@@ -381,11 +381,11 @@ pub struct LimitsConfig {
     /// Socket.IO events per second one connection may send, sustained; beyond it and the
     /// burst an event gets `error {code: "rate_limited"}` and is dropped, and a connection
     /// that keeps on is disconnected. 0: no limit.
-    #[arg(long, env = "EVENT_RATE", default_value_t = 20.0, value_parser = non_negative_f64)]
+    #[arg(long, env = "EVENT_RATE", default_value_t = 100.0, value_parser = non_negative_f64)]
     pub event_rate: f64,
 
     /// Socket.IO events one connection may send at once before EVENT_RATE applies.
-    #[arg(long, env = "EVENT_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "EVENT_BURST", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub event_burst: u32,
 
     /// Open SSE streams (and Socket.IO connections) per client address (IPv6: per /64);

@@ -452,8 +452,10 @@ async fn a_frozen_redis_never_holds_requests_for_long() {
         started.elapsed()
     );
     wait_connected(&a.base(), false).await;
-    let quick = std::time::Instant::now();
+    // Once Redis is known to be down, nothing asks it: no request waits for its deadline
+    // (800 ms), so each one finishes well before it, however busy the machine is.
     for i in 0..5 {
+        let quick = std::time::Instant::now();
         put(
             &a.base(),
             "/api/playback-position",
@@ -466,13 +468,13 @@ async fn a_frozen_redis_never_holds_requests_for_long() {
             member.next("seek").await["current_time"].as_f64(),
             Some(i as f64)
         );
+        assert!(
+            quick.elapsed().as_millis() < 700,
+            "a degraded request took {:?}",
+            quick.elapsed()
+        );
     }
     assert_eq!(get(&a.base(), "/room/ice").await.1["user_count"], json!(2));
-    assert!(
-        quick.elapsed().as_millis() < 1000,
-        "degraded requests took {:?}",
-        quick.elapsed()
-    );
 
     redis.freeze(false);
     wait_connected(&a.base(), true).await;
